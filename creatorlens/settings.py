@@ -1,0 +1,82 @@
+"""One settings object: every environment variable the project reads is declared here.
+
+The environment (embedded local default vs. production) is decided in exactly one place,
+:meth:`Settings.is_embedded`: no ``DATABASE_URL`` means the embedded PostgreSQL under the
+state folder. Nothing is read at import time; call :func:`get_settings` when you need values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = REPO_ROOT / "sql"
+
+
+class Settings(BaseSettings):
+    """creatorlens configuration, read from ``CREATORLENS_*`` variables (plus a few standard names)."""
+
+    model_config = SettingsConfigDict(env_prefix="CREATORLENS_", extra="ignore")
+
+    state_dir: Path = Field(
+        default=REPO_ROOT / ".creatorlens",
+        description="Project-local state: embedded Postgres data, blobs, Parquet, DAGSTER_HOME.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "CREATORLENS_DATABASE_URL"),
+        description="PostgreSQL URL; unset means an embedded server under state_dir/pgdata.",
+    )
+    pgdata_dir: Path | None = Field(default=None, description="Embedded Postgres data dir override.")
+    dagster_home: Path | None = Field(
+        default=None, validation_alias=AliasChoices("DAGSTER_HOME", "CREATORLENS_DAGSTER_HOME")
+    )
+    batch_size: int = Field(default=100, ge=1, validation_alias=AliasChoices("BATCH_SIZE", "CREATORLENS_BATCH_SIZE"))
+    csv_dir: Path | None = Field(default=None, description="Folder of CSV exports (drop folder).")
+    json_dir: Path | None = Field(default=None, description="Folder of raw JSON API dumps.")
+    top_n_images: int = Field(default=10, ge=1)
+    pdq_max_distance: int = Field(default=31, ge=0, le=256)
+    pdq_min_quality: int = Field(default=50, ge=0, le=100)
+    max_failure_rate: float = Field(default=0.2, ge=0.0, le=1.0)
+    image_workers: int | None = Field(default=None, ge=1)
+
+    # ---- derived paths -------------------------------------------------------------------
+    @property
+    def is_embedded(self) -> bool:
+        return not self.database_url
+
+    @property
+    def resolved_pgdata(self) -> Path:
+        return self.pgdata_dir or self.state_dir / "pgdata"
+
+    @property
+    def resolved_dagster_home(self) -> Path:
+        return self.dagster_home or self.state_dir / "dagster_home"
+
+    @property
+    def blob_root(self) -> Path:
+        return self.state_dir / "blobs"
+
+    @property
+    def parquet_root(self) -> Path:
+        return self.state_dir / "parquet"
+
+    @property
+    def sample_root(self) -> Path:
+        return self.state_dir / "sample"
+
+    @property
+    def resolved_csv_dir(self) -> Path:
+        return self.csv_dir or self.sample_root / "csv"
+
+    @property
+    def resolved_json_dir(self) -> Path:
+        return self.json_dir or self.sample_root / "json"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read settings from the environment now (never cached: tests may change the env)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

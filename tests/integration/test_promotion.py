@@ -1,0 +1,96 @@
+"""COPY + upsert promotion against the real warehouse: atomic, idempotent, keyed on natural keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import psycopg
+import pytest
+
+from creatorlens.promotion import promote
+
+
+def _frames(n_images: int = 3, batch_user: str = "alice"):
+    creators = pd.DataFrame(
+        [{"platform": "instagram", "username": batch_user, "full_name": "Alice", "bio": "hi", "category": "Art",
+          "country": "FR", "followers": 1200, "is_business": True, "is_verified": None, "sources": ["a.csv", "b.json"]}]
+    )
+    posts = pd.DataFrame(
+        [{"platform": "instagram", "post_id": str(i), "username": batch_user, "shortcode": f"s{i}",
+          "taken_at": datetime(2024, 1, i + 1, tzinfo=UTC), "caption": f"c{i}", "likes": 10 * i, "comments": i,
+          "media_url": f"/x/{i}.jpg", "is_video": False} for i in range(n_images)]
+    )
+    images = pd.DataFrame(
+        [{"image_key": f"instagram:{i}", "platform": "instagram", "post_id": str(i), "username": batch_user,
+          "rank": i + 1, "engagement": 11 * i, "source_uri": f"/x/{i}.jpg",
+          "status": "ok" if i else "failed", "error_reason": None if i else "truncated",
+          "error": None if i else "image file is truncated",
+          "sha256": f"{i:064x}" if i else None, "pdq_hash": f"{i:064x}" if i else None,
+          "pdq_quality": 90 if i else None, "width": 10, "height": 10, "processed_at": datetime.now(UTC)}
+         for i in range(n_images)]
+    )
+    images["pdq_quality"] = images["pdq_quality"].astype("Int64")
+    dups = pd.DataFrame([{"image_key_a": "instagram:1", "image_key_b": "instagram:2", "distance": 4, "kind": "near"}])
+    return creators, posts, images, dups
+
+
+def _counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed names
+                for t in ("creators", "posts", "images", "image_duplicates", "promotions")}
+
+
+def _promote(conn, frames, run_id="run-1"):
+    creators, posts, images, dups = frames
+    return promote(conn, "batch-00001", creators=creators, posts=posts, images=images, duplicates=dups,
+                   run_id=run_id, code_version="test")
+
+
+def test_promotion_writes_every_table_and_rerun_changes_nothing(database_url):
+    url = database_url.replace("+psycopg", "")
+    frames = _frames()
+    with psycopg.connect(url) as conn:
+        first = _promote(conn, frames)
+        second = _promote(conn, frames, run_id="run-2")
+    assert first.staged == {"creators": 1, "posts": 3, "images": 3, "image_duplicates": 1}
+    assert first.written == {"creators": 1, "posts": 3, "images": 3, "image_duplicates": 1}
+    assert second.written == {"creators": 0, "posts": 0, "images": 0, "image_duplicates": 0}
+    assert _counts(database_url) == {"creators": 1, "posts": 3, "images": 3, "image_duplicates": 1, "promotions": 2}
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT sources, followers, is_business, is_verified FROM creators").fetchone()
+        failed = conn.execute("SELECT status, error_reason FROM images WHERE post_id = '0'").fetchone()
+    assert row == (["a.csv", "b.json"], 1200, True, None)
+    assert failed == ("failed", "truncated")
+
+
+def test_rerun_with_fewer_rows_removes_this_batchs_stale_rows_only(database_url):
+    url = database_url.replace("+psycopg", "")
+    with psycopg.connect(url) as conn:
+        _promote(conn, _frames(n_images=3))
+        creators, posts, images, _ = _frames(n_images=2)
+        result = promote(conn, "batch-00001", creators=creators, posts=posts, images=images,
+                         duplicates=pd.DataFrame(columns=["image_key_a", "image_key_b", "distance", "kind"]),
+                         run_id="run-2", code_version="test")
+    assert result.deleted == {"posts": 1, "images": 1, "image_duplicates": 1}
+    counts = _counts(database_url)
+    assert (counts["posts"], counts["images"], counts["image_duplicates"]) == (2, 2, 0)
+
+
+def test_a_failing_statement_rolls_back_the_whole_batch(database_url):
+    url = database_url.replace("+psycopg", "")
+    creators, posts, images, dups = _frames()
+    images.loc[1, "sha256"] = None  # violates images_ok_has_hashes, after creators/posts were upserted
+    with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.CheckViolation):
+        _promote(conn, (creators, posts, images, dups))
+    assert _counts(database_url) == {"creators": 0, "posts": 0, "images": 0, "image_duplicates": 0, "promotions": 0}
+
+
+def test_source_value_fills_but_missing_value_never_erases(database_url):
+    url = database_url.replace("+psycopg", "")
+    frames = _frames()
+    with psycopg.connect(url) as conn:
+        _promote(conn, frames)
+        creators = frames[0].assign(bio=None, followers=1500)
+        _promote(conn, (creators, *frames[1:]), run_id="run-2")
+        assert conn.execute("SELECT bio, followers FROM creators").fetchone() == ("hi", 1500)
