@@ -51,10 +51,12 @@ CREATE TABLE IF NOT EXISTS images (
     ),
     CONSTRAINT images_failed_has_reason CHECK (status <> 'failed' OR error_reason IS NOT NULL)
 );
-CREATE INDEX IF NOT EXISTS images_sha256_idx ON images (sha256);
+-- sha256 is only ever looked up by equality: a hash index is smaller and cheaper to maintain.
+CREATE INDEX IF NOT EXISTS images_sha256_idx ON images USING hash (sha256);
 CREATE INDEX IF NOT EXISTS images_batch_key_idx ON images (batch_key);
 CREATE INDEX IF NOT EXISTS images_username_idx ON images (platform, username);
-CREATE INDEX IF NOT EXISTS images_status_idx ON images (status, error_reason);
+-- Failures are the rows people look up by reason; ok rows need no status index.
+CREATE INDEX IF NOT EXISTS images_failed_idx ON images (error_reason) WHERE status = 'failed';
 
 -- Each unordered pair once (image_key_a < image_key_b), found by the batch named in batch_key.
 CREATE TABLE IF NOT EXISTS image_duplicates (
