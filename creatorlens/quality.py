@@ -67,6 +67,7 @@ def _get_context() -> Any:
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
+            logging.getLogger("great_expectations").setLevel(logging.WARNING)
             _context = gx.get_context(mode="ephemeral")
             _context.variables.progress_bars = ProgressBarsConfig(globally=False)
         return _context

@@ -1,0 +1,49 @@
+# creatorlens — the commands the README names. Only Python 3.11 is needed beforehand.
+#   make demo   install, build sample data, run every asset for every sample batch, print a summary
+#   make test   install (with test extras) and run the whole suite
+#   make ui     start the Dagster UI on the same instance and warehouse
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STATE_DIR ?= $(CURDIR)/.creatorlens
+export CREATORLENS_STATE_DIR ?= $(STATE_DIR)
+export DAGSTER_HOME ?= $(STATE_DIR)/dagster_home
+PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
+
+.PHONY: install demo test ui validate bench clean help
+
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/creatorlens demo
+
+test: install
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+validate: install
+	$(BIN)/creatorlens init >/dev/null
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+ui: install
+	$(BIN)/creatorlens init
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: install
+	$(BIN)/python bench/promotion.py
+	$(BIN)/python bench/decode_pdq.py
+
+clean:
+	rm -rf $(STATE_DIR)

@@ -1,0 +1,58 @@
+"""Small helpers shared by the stage modules (metadata formatting, timing)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from contextlib import contextmanager
+
+import dagster as dg
+import pandas as pd
+
+from creatorlens.quality import QualityReport
+
+GROUP_INGEST = "ingest"
+GROUP_WAREHOUSE = "warehouse"
+
+
+@contextmanager
+def stopwatch():
+    """``with stopwatch() as t: ...`` then ``t()`` gives elapsed seconds."""
+    start = time.perf_counter()
+    end: list[float] = []
+    yield lambda: (end[0] if end else time.perf_counter()) - start
+    end.append(time.perf_counter())
+
+
+def reason_counts(reasons: Iterable[str | None]) -> dict[str, int]:
+    return dict(Counter(r for r in reasons if r).most_common())
+
+
+def throughput_metadata(n: int, seconds: float, unit: str) -> dict[str, dg.MetadataValue]:
+    rate = n / seconds if seconds > 0 else 0.0
+    return {
+        "seconds": dg.MetadataValue.float(round(seconds, 3)),
+        f"{unit}_per_second": dg.MetadataValue.float(round(rate, 2)),
+    }
+
+
+def check_result(report: QualityReport, *, extra: dict | None = None) -> dg.AssetCheckResult:
+    """AssetCheckResult (severity ERROR, so a blocking check stops promotion) from a GX report."""
+    failures = [o.describe() for o in report.failures]
+    return dg.AssetCheckResult(
+        passed=report.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=("; ".join(failures) if failures else f"all expectations met on {report.rows} rows"),
+        metadata={
+            "rows": report.rows,
+            "failed_expectations": len(failures),
+            "expectations": dg.MetadataValue.md(report.markdown()),
+            **(extra or {}),
+        },
+    )
+
+
+def preview_table(df: pd.DataFrame, columns: list[str], limit: int = 10) -> dg.MetadataValue:
+    sub = df[[c for c in columns if c in df.columns]].head(limit)
+    return dg.MetadataValue.md(sub.to_markdown(index=False) if len(sub) else "_empty_")

@@ -1,0 +1,202 @@
+"""``images/creator_images``: top-N posts per creator → fetched, decoded, hashed, stored.
+
+Each selected post ends as one row with ``status`` ``ok`` (sha256, PDQ hash, size, blob keys)
+or ``failed`` (a stable ``error_reason`` code and a human-readable ``error``). Originals are
+stored content-addressed, with a 400 px JPEG thumbnail. A re-run re-uses blobs already stored.
+"""
+
+
+import base64
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import great_expectations.expectations as gxe
+import httpx
+import pandas as pd
+
+from assets._common import GROUP_INGEST, check_result, reason_counts, stopwatch, throughput_metadata
+from assets.ingest import RAW_POSTS
+from creatorlens.imaging import ImageError, ImageLimits, process_uri
+from creatorlens.quality import validate_frame
+from gpu_ops.prefetch import prefetch_map
+from orchestration.partitions import creator_batches
+from resources.blobstore import BlobStore
+from resources.config import IngestConfig
+
+CREATOR_IMAGES = dg.AssetKey(["images", "creator_images"])
+_EXT = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "HEIF": "heic", "MPO": "jpg", "BMP": "bmp", "TIFF": "tif"}
+PROGRESS_EVERY = 100
+
+
+def select_top_posts(posts: pd.DataFrame, top_n: int) -> pd.DataFrame:
+    """Top ``top_n`` posts per creator by likes + comments (ties: newest first, then post id)."""
+    if posts.empty:
+        return posts.assign(engagement=pd.Series(dtype="int64"), rank=pd.Series(dtype="int64"))
+    ranked = posts.assign(engagement=posts["likes"].astype("int64") + posts["comments"].astype("int64"))
+    ranked = ranked.sort_values(
+        ["username", "engagement", "taken_at", "post_id"], ascending=[True, False, False, True], na_position="last"
+    )
+    ranked["rank"] = ranked.groupby("username").cumcount() + 1
+    return ranked[ranked["rank"] <= top_n].reset_index(drop=True)
+
+
+def _process_one(post: dict[str, Any], *, limits: ImageLimits, client: httpx.Client, blobs: BlobStore) -> dict[str, Any]:
+    """Fetch + decode + hash + store one post image. Expected failures become a ``failed`` row."""
+    row: dict[str, Any] = {
+        "image_key": f"{post['platform']}:{post['post_id']}",
+        "platform": post["platform"],
+        "post_id": post["post_id"],
+        "username": post["username"],
+        "rank": int(post["rank"]),
+        "engagement": int(post["engagement"]),
+        "source_uri": post.get("media_url"),
+        "processed_at": datetime.now(UTC),
+    }
+    uri = post.get("media_url")
+    if not uri or (isinstance(uri, float)):
+        return {**row, "status": "failed", "error_reason": "no_media_url", "error": "post has no image URL"}
+    try:
+        original, img = process_uri(str(uri), limits=limits, client=client)
+    except ImageError as err:
+        return {**row, "status": "failed", "error_reason": err.reason, "error": err.detail[:1000]}
+    ext = _EXT.get(img.source_format.upper(), "bin")
+    blob_key = blobs.put(original, "originals", ext, sha256=img.sha256)
+    thumb_key = blobs.put(img.thumbnail_jpeg, "thumbnails", "jpg", sha256=img.sha256)
+    return {
+        **row,
+        "status": "ok",
+        "error_reason": None,
+        "error": None,
+        "sha256": img.sha256,
+        "blob_key": blob_key,
+        "thumb_key": thumb_key,
+        "byte_size": len(original),
+        "width": img.width,
+        "height": img.height,
+        "source_format": img.source_format,
+        "source_mode": img.source_mode,
+        "frames": img.frames,
+        "exif_rotated": img.exif_rotated,
+        "pdq_hash": img.pdq_hash,
+        "pdq_quality": img.pdq_quality,
+    }
+
+
+def _preview(df: pd.DataFrame, blobs: BlobStore, limit: int = 6) -> str:
+    """Markdown table with small inline thumbnails of the first few ok images."""
+    ok = df[df["status"] == "ok"].head(limit)
+    if ok.empty:
+        return "_no images decoded_"
+    lines = ["| creator | post | size | thumbnail |", "|---|---|---|---|"]
+    for r in ok.itertuples():
+        data = base64.b64encode(blobs.get(r.thumb_key)).decode()
+        lines.append(f"| {r.username} | {r.post_id} | {r.width}×{r.height} | ![{r.post_id}](data:image/jpeg;base64,{data}) |")
+    return "\n".join(lines)
+
+
+@dg.asset(
+    key=CREATOR_IMAGES,
+    ins={"raw_posts": dg.AssetIn(key=RAW_POSTS)},
+    partitions_def=creator_batches,
+    group_name=GROUP_INGEST,
+    kinds={"python", "pandas", "pillow"},
+    description="Top-N images per creator: decoded, EXIF-rotated, thumbnailed, sha256 + PDQ hashed.",
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
+)
+def creator_images(
+    context: dg.AssetExecutionContext, raw_posts: pd.DataFrame, blobs: BlobStore, ingest: IngestConfig
+) -> dg.Output[pd.DataFrame]:
+    selected = select_top_posts(raw_posts, ingest.top_n_images)
+    limits = ImageLimits(
+        max_bytes=ingest.max_image_bytes,
+        max_pixels=ingest.max_image_pixels,
+        timeout_s=ingest.http_timeout_s,
+        thumbnail_px=ingest.thumbnail_px,
+    )
+    workers = ingest.image_workers or min(32, (os.cpu_count() or 1) * 2)
+    rows: list[dict[str, Any]] = []
+    total = len(selected)
+    context.log.info(f"processing {total} images with {workers} workers")
+    with stopwatch() as elapsed, httpx.Client(timeout=limits.timeout_s, follow_redirects=True) as client:
+        last_log = time.perf_counter()
+        items = selected.to_dict("records")
+        for i, (post, result) in enumerate(
+            prefetch_map(lambda p: _process_one(p, limits=limits, client=client, blobs=blobs), items, workers=workers),
+            start=1,
+        ):
+            if isinstance(result, BaseException):
+                # Unexpected error (a bug or an environment failure): still a row with its reason.
+                result = {
+                    "image_key": f"{post['platform']}:{post['post_id']}",
+                    "platform": post["platform"], "post_id": post["post_id"], "username": post["username"],
+                    "rank": int(post["rank"]), "engagement": int(post["engagement"]),
+                    "source_uri": post.get("media_url"), "processed_at": datetime.now(UTC),
+                    "status": "failed", "error_reason": "internal_error",
+                    "error": f"{type(result).__name__}: {result}"[:1000],
+                }
+            rows.append(result)
+            if i % PROGRESS_EVERY == 0 or time.perf_counter() - last_log > 30:
+                last_log = time.perf_counter()
+                context.log.info(f"{i}/{total} images ({i / max(elapsed(), 1e-9):.1f}/s)")
+    columns = [
+        "image_key", "platform", "post_id", "username", "rank", "engagement", "source_uri", "status",
+        "error_reason", "error", "sha256", "blob_key", "thumb_key", "byte_size", "width", "height",
+        "source_format", "source_mode", "frames", "exif_rotated", "pdq_hash", "pdq_quality", "processed_at",
+    ]
+    df = pd.DataFrame(rows, columns=columns)
+    for col in ("byte_size", "width", "height", "frames", "pdq_quality"):
+        df[col] = df[col].astype("Int64")
+    df["exif_rotated"] = df["exif_rotated"].astype("boolean")
+    failed = df[df["status"] == "failed"]
+    by_reason = reason_counts(failed["error_reason"])
+    context.log.info(f"{len(df) - len(failed)} ok, {len(failed)} failed {by_reason} in {elapsed():.2f}s")
+    return dg.Output(
+        df,
+        metadata={
+            "images": len(df),
+            "ok": int((df["status"] == "ok").sum()),
+            "failed": len(failed),
+            "failure_rate": dg.MetadataValue.float(round(len(failed) / len(df), 4) if len(df) else 0.0),
+            "failures_by_reason": dg.MetadataValue.json(by_reason),
+            "failures": dg.MetadataValue.md(
+                failed[["username", "post_id", "error_reason", "error"]].head(20).to_markdown(index=False)
+                if len(failed) else "_none_"
+            ),
+            "workers": workers,
+            **throughput_metadata(len(df), elapsed(), "images"),
+            "preview": dg.MetadataValue.md(_preview(df, blobs)),
+        },
+    )
+
+
+@dg.asset_check(asset=CREATOR_IMAGES, blocking=True, partitions_def=creator_batches,
+                description="Unique image keys, hashes on every ok image, a reason on every failure, "
+                            "and a failure rate under the configured ceiling.")
+def creator_images_quality(creator_images: pd.DataFrame, ingest: IngestConfig) -> dg.AssetCheckResult:
+    expectations = [
+        gxe.ExpectColumnValuesToBeUnique(column="image_key"),
+        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed"]),
+        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["ok"], mostly=1.0 - ingest.max_failure_rate),
+    ]
+    if (creator_images["status"] == "ok").any():
+        expectations += [
+            gxe.ExpectColumnValuesToNotBeNull(column=c, row_condition='status == "ok"', condition_parser="pandas")
+            for c in ("sha256", "pdq_hash", "pdq_quality")
+        ]
+        expectations.append(
+            gxe.ExpectColumnValueLengthsToEqual(column="pdq_hash", value=64, row_condition='status == "ok"',
+                                                condition_parser="pandas")
+        )
+    if (creator_images["status"] == "failed").any():
+        expectations.append(
+            gxe.ExpectColumnValuesToNotBeNull(column="error_reason", row_condition='status == "failed"',
+                                              condition_parser="pandas")
+        )
+    failure_rate = float((creator_images["status"] == "failed").mean()) if len(creator_images) else 0.0
+    return check_result(
+        validate_frame(creator_images, expectations, name="creator_images"),
+        extra={"failure_rate": failure_rate, "max_failure_rate": ingest.max_failure_rate},
+    )

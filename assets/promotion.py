@@ -1,0 +1,70 @@
+"""``warehouse/promoted_batch``: one transaction per batch into PostgreSQL.
+
+Runs only after every blocking check upstream passed: a failed check means Dagster skips this
+step, so nothing of the batch reaches the warehouse.
+"""
+
+
+import dagster as dg
+import pandas as pd
+
+import creatorlens
+from assets._common import GROUP_WAREHOUSE
+from assets.duplicates import IMAGE_DUPLICATES
+from assets.images import CREATOR_IMAGES
+from assets.ingest import RAW_POSTS, RAW_PROFILES
+from creatorlens.promotion import promote
+from orchestration.partitions import creator_batches
+from resources.warehouse import Warehouse
+
+PROMOTED_BATCH = dg.AssetKey(["warehouse", "promoted_batch"])
+
+
+@dg.asset(
+    key=PROMOTED_BATCH,
+    ins={
+        "raw_profiles": dg.AssetIn(key=RAW_PROFILES),
+        "raw_posts": dg.AssetIn(key=RAW_POSTS),
+        "creator_images": dg.AssetIn(key=CREATOR_IMAGES),
+        "image_duplicates": dg.AssetIn(key=IMAGE_DUPLICATES),
+    },
+    partitions_def=creator_batches,
+    group_name=GROUP_WAREHOUSE,
+    kinds={"postgres"},
+    description="Creators, posts, images (with failures) and duplicate pairs of the batch, upserted in one "
+    "transaction (COPY into staging tables, then INSERT … ON CONFLICT on natural keys).",
+    code_version=creatorlens.__version__,
+)
+def promoted_batch(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    raw_profiles: pd.DataFrame,
+    raw_posts: pd.DataFrame,
+    creator_images: pd.DataFrame,
+    image_duplicates: pd.DataFrame,
+) -> dg.MaterializeResult:
+    with warehouse.raw_connection() as conn:
+        result = promote(
+            conn,
+            context.partition_key,
+            creators=raw_profiles,
+            posts=raw_posts,
+            images=creator_images,
+            duplicates=image_duplicates,
+            run_id=context.run_id,
+            code_version=creatorlens.__version__,
+        )
+    context.log.info(
+        f"promoted {context.partition_key}: staged {result.staged}, written {result.written}, "
+        f"removed stale {result.deleted} in {result.seconds:.2f}s"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **{f"rows_{k}": v for k, v in result.staged.items()},
+            "rows_changed": dg.MetadataValue.json(result.written),
+            "rows_removed_stale": dg.MetadataValue.json(result.deleted),
+            "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+            "rows_per_second": dg.MetadataValue.float(round(result.rows_per_second, 1)),
+            "code_version": creatorlens.__version__,
+        }
+    )

@@ -1,0 +1,18 @@
+"""Jobs: the whole per-batch pipeline, from sources to the warehouse."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets._common import GROUP_INGEST, GROUP_WAREHOUSE
+from orchestration.partitions import creator_batches
+
+INGEST_JOB = "ingest_batch"
+
+ingest_batch_job = dg.define_asset_job(
+    name=INGEST_JOB,
+    selection=dg.AssetSelection.groups(GROUP_INGEST, GROUP_WAREHOUSE),
+    partitions_def=creator_batches,
+    description="Sources → images → duplicates → blocking checks → one-transaction promotion, for one creator batch.",
+    tags={"creatorlens/area": "ingest"},
+)
