@@ -1,0 +1,69 @@
+"""Snapshot of the asset graph (keys, checks, jobs, partitions, kinds) and `dagster definitions validate`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import dagster as dg
+
+from creatorlens.settings import REPO_ROOT, Settings
+from orchestration.definitions import build_definitions
+from orchestration.jobs import INGEST_JOB
+from orchestration.partitions import CREATOR_BATCHES
+
+EXPECTED_ASSETS = {
+    "raw/profiles": set(),
+    "raw/posts": set(),
+    "images/creator_images": {"raw/posts"},
+    "images/duplicates": {"images/creator_images"},
+    "warehouse/promoted_batch": {"raw/profiles", "raw/posts", "images/creator_images", "images/duplicates"},
+}
+EXPECTED_CHECKS = {
+    ("raw/profiles", "raw_profiles_valid"),
+    ("raw/posts", "raw_posts_valid"),
+    ("images/creator_images", "creator_images_quality"),
+    ("images/duplicates", "image_duplicates_valid"),
+}
+
+
+def test_asset_graph_snapshot(tmp_path):
+    defs = build_definitions(Settings(state_dir=tmp_path))
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string(): k for k in graph.get_all_asset_keys()}
+    assert set(keys) == set(EXPECTED_ASSETS)
+    for name, parents in EXPECTED_ASSETS.items():
+        node = graph.get(keys[name])
+        assert {p.to_user_string() for p in node.parent_keys} == parents, name
+        assert isinstance(node.partitions_def, dg.DynamicPartitionsDefinition)
+        assert node.partitions_def.name == CREATOR_BATCHES
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    assert checks == EXPECTED_CHECKS
+    for spec in defs.resolve_all_asset_specs():
+        assert spec.group_name in {"ingest", "warehouse"} and spec.kinds, spec.key
+
+
+def test_every_check_is_blocking_and_partitioned(tmp_path):
+    defs = build_definitions(Settings(state_dir=tmp_path))
+    specs = [s for checks in defs.asset_checks or [] for s in checks.check_specs]
+    assert len(specs) == len(EXPECTED_CHECKS)
+    assert all(s.blocking for s in specs)
+    assert all(s.partitions_def is not None and s.partitions_def.name == CREATOR_BATCHES for s in specs)
+
+
+def test_ingest_job_targets_the_whole_batch_pipeline(tmp_path):
+    job = build_definitions(Settings(state_dir=tmp_path)).resolve_job_def(INGEST_JOB)
+    assert job.partitions_def is not None and job.partitions_def.name == CREATOR_BATCHES
+    steps = {n.name for n in job.graph.node_defs}
+    assert {"raw_sources", "images__creator_images", "images__duplicates", "warehouse__promoted_batch"} <= steps
+
+
+def test_dagster_definitions_validate_passes(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "CREATORLENS_STATE_DIR": str(tmp_path / "state")}
+    (tmp_path / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    done = subprocess.run([dagster, "definitions", "validate", "-w", "workspace.yaml"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Validation successful" in done.stdout + done.stderr
