@@ -14,12 +14,13 @@ from typing import Any
 
 import dagster as dg
 import great_expectations.expectations as gxe
+from great_expectations.expectations.row_conditions import Column
 import httpx
 import pandas as pd
 
 from assets._common import GROUP_INGEST, check_result, reason_counts, stopwatch, throughput_metadata
 from assets.ingest import RAW_POSTS
-from creatorlens.imaging import ImageError, ImageLimits, process_uri
+from creatorlens.imaging import ImageError, ImageLimits, ProcessedImage, fetch_bytes, process_image_bytes
 from creatorlens.quality import validate_frame
 from gpu_ops.prefetch import prefetch_map
 from orchestration.partitions import creator_batches
@@ -43,9 +44,8 @@ def select_top_posts(posts: pd.DataFrame, top_n: int) -> pd.DataFrame:
     return ranked[ranked["rank"] <= top_n].reset_index(drop=True)
 
 
-def _process_one(post: dict[str, Any], *, limits: ImageLimits, client: httpx.Client, blobs: BlobStore) -> dict[str, Any]:
-    """Fetch + decode + hash + store one post image. Expected failures become a ``failed`` row."""
-    row: dict[str, Any] = {
+def _base_row(post: dict[str, Any]) -> dict[str, Any]:
+    return {
         "image_key": f"{post['platform']}:{post['post_id']}",
         "platform": post["platform"],
         "post_id": post["post_id"],
@@ -55,33 +55,53 @@ def _process_one(post: dict[str, Any], *, limits: ImageLimits, client: httpx.Cli
         "source_uri": post.get("media_url"),
         "processed_at": datetime.now(UTC),
     }
+
+
+def _fetch(post: dict[str, Any], *, limits: ImageLimits, client: httpx.Client) -> bytes:
+    """I/O half (threads): the original bytes, or an ImageError with a reason."""
     uri = post.get("media_url")
-    if not uri or (isinstance(uri, float)):
-        return {**row, "status": "failed", "error_reason": "no_media_url", "error": "post has no image URL"}
-    try:
-        original, img = process_uri(str(uri), limits=limits, client=client)
-    except ImageError as err:
-        return {**row, "status": "failed", "error_reason": err.reason, "error": err.detail[:1000]}
-    ext = _EXT.get(img.source_format.upper(), "bin")
-    blob_key = blobs.put(original, "originals", ext, sha256=img.sha256)
-    thumb_key = blobs.put(img.thumbnail_jpeg, "thumbnails", "jpg", sha256=img.sha256)
+    if not isinstance(uri, str) or not uri:
+        raise ImageError("no_media_url", "post has no image URL")
+    return fetch_bytes(uri, limits=limits, client=client)
+
+
+def _decode(item: tuple[bytes | BaseException, ImageLimits]) -> ProcessedImage:
+    """CPU half (processes: PDQ holds the GIL): decode, normalise, thumbnail, hash."""
+    data, limits = item
+    if isinstance(data, BaseException):
+        raise data
+    return process_image_bytes(data, limits=limits)
+
+
+def _row(post: dict[str, Any], original: bytes | BaseException, result: ProcessedImage | BaseException,
+         blobs: BlobStore) -> dict[str, Any]:
+    """One warehouse row: ``ok`` with hashes and blob keys, or ``failed`` with a reason."""
+    row = _base_row(post)
+    if isinstance(result, ImageError):
+        return {**row, "status": "failed", "error_reason": result.reason, "error": result.detail[:1000]}
+    if isinstance(result, BaseException):
+        # Not an expected image problem (a bug or an environment failure): still a row with its reason.
+        return {**row, "status": "failed", "error_reason": "internal_error",
+                "error": f"{type(result).__name__}: {result}"[:1000]}
+    assert isinstance(original, bytes)
+    ext = _EXT.get(result.source_format.upper(), "bin")
     return {
         **row,
         "status": "ok",
         "error_reason": None,
         "error": None,
-        "sha256": img.sha256,
-        "blob_key": blob_key,
-        "thumb_key": thumb_key,
+        "sha256": result.sha256,
+        "blob_key": blobs.put(original, "originals", ext, sha256=result.sha256),
+        "thumb_key": blobs.put(result.thumbnail_jpeg, "thumbnails", "jpg", sha256=result.sha256),
         "byte_size": len(original),
-        "width": img.width,
-        "height": img.height,
-        "source_format": img.source_format,
-        "source_mode": img.source_mode,
-        "frames": img.frames,
-        "exif_rotated": img.exif_rotated,
-        "pdq_hash": img.pdq_hash,
-        "pdq_quality": img.pdq_quality,
+        "width": result.width,
+        "height": result.height,
+        "source_format": result.source_format,
+        "source_mode": result.source_mode,
+        "frames": result.frames,
+        "exif_rotated": result.exif_rotated,
+        "pdq_hash": result.pdq_hash,
+        "pdq_quality": result.pdq_quality,
     }
 
 
@@ -116,31 +136,30 @@ def creator_images(
         timeout_s=ingest.http_timeout_s,
         thumbnail_px=ingest.thumbnail_px,
     )
-    workers = ingest.image_workers or min(32, (os.cpu_count() or 1) * 2)
+    io_workers = ingest.image_workers or min(32, (os.cpu_count() or 1) * 2)
+    cpu_workers = ingest.decode_workers or os.cpu_count() or 1
     rows: list[dict[str, Any]] = []
     total = len(selected)
-    context.log.info(f"processing {total} images with {workers} workers")
+    context.log.info(f"processing {total} images: {io_workers} fetch threads, {cpu_workers} decode processes")
     with stopwatch() as elapsed, httpx.Client(timeout=limits.timeout_s, follow_redirects=True) as client:
         last_log = time.perf_counter()
-        items = selected.to_dict("records")
-        for i, (post, result) in enumerate(
-            prefetch_map(lambda p: _process_one(p, limits=limits, client=client, blobs=blobs), items, workers=workers),
-            start=1,
-        ):
-            if isinstance(result, BaseException):
-                # Unexpected error (a bug or an environment failure): still a row with its reason.
-                result = {
-                    "image_key": f"{post['platform']}:{post['post_id']}",
-                    "platform": post["platform"], "post_id": post["post_id"], "username": post["username"],
-                    "rank": int(post["rank"]), "engagement": int(post["engagement"]),
-                    "source_uri": post.get("media_url"), "processed_at": datetime.now(UTC),
-                    "status": "failed", "error_reason": "internal_error",
-                    "error": f"{type(result).__name__}: {result}"[:1000],
-                }
-            rows.append(result)
-            if i % PROGRESS_EVERY == 0 or time.perf_counter() - last_log > 30:
+        posts = selected.to_dict("records")
+        fetched = prefetch_map(lambda p: _fetch(p, limits=limits, client=client), posts, workers=io_workers)
+        originals: dict[int, bytes | BaseException] = {}
+
+        def to_decode():
+            for i, (post, data) in enumerate(fetched):
+                originals[i] = data
+                yield data, limits
+
+        mode = "process" if cpu_workers > 1 else "thread"
+        decoded = prefetch_map(_decode, to_decode(), workers=cpu_workers, mode=mode)
+        for i, ((_, _), result) in enumerate(decoded):
+            rows.append(_row(posts[i], originals.pop(i), result, blobs))
+            done = i + 1
+            if done % PROGRESS_EVERY == 0 or time.perf_counter() - last_log > 30:
                 last_log = time.perf_counter()
-                context.log.info(f"{i}/{total} images ({i / max(elapsed(), 1e-9):.1f}/s)")
+                context.log.info(f"{done}/{total} images ({done / max(elapsed(), 1e-9):.1f}/s)")
     columns = [
         "image_key", "platform", "post_id", "username", "rank", "engagement", "source_uri", "status",
         "error_reason", "error", "sha256", "blob_key", "thumb_key", "byte_size", "width", "height",
@@ -165,7 +184,8 @@ def creator_images(
                 failed[["username", "post_id", "error_reason", "error"]].head(20).to_markdown(index=False)
                 if len(failed) else "_none_"
             ),
-            "workers": workers,
+            "fetch_threads": io_workers,
+            "decode_processes": cpu_workers,
             **throughput_metadata(len(df), elapsed(), "images"),
             "preview": dg.MetadataValue.md(_preview(df, blobs)),
         },
@@ -183,17 +203,15 @@ def creator_images_quality(creator_images: pd.DataFrame, ingest: IngestConfig) -
     ]
     if (creator_images["status"] == "ok").any():
         expectations += [
-            gxe.ExpectColumnValuesToNotBeNull(column=c, row_condition='status == "ok"', condition_parser="pandas")
+            gxe.ExpectColumnValuesToNotBeNull(column=c, row_condition=Column("status") == "ok")
             for c in ("sha256", "pdq_hash", "pdq_quality")
         ]
         expectations.append(
-            gxe.ExpectColumnValueLengthsToEqual(column="pdq_hash", value=64, row_condition='status == "ok"',
-                                                condition_parser="pandas")
+            gxe.ExpectColumnValueLengthsToEqual(column="pdq_hash", value=64, row_condition=Column("status") == "ok")
         )
     if (creator_images["status"] == "failed").any():
         expectations.append(
-            gxe.ExpectColumnValuesToNotBeNull(column="error_reason", row_condition='status == "failed"',
-                                              condition_parser="pandas")
+            gxe.ExpectColumnValuesToNotBeNull(column="error_reason", row_condition=Column("status") == "failed")
         )
     failure_rate = float((creator_images["status"] == "failed").mean()) if len(creator_images) else 0.0
     return check_result(

@@ -51,7 +51,7 @@ def promoted_batch(
             posts=raw_posts,
             images=creator_images,
             duplicates=image_duplicates,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             code_version=creatorlens.__version__,
         )
     context.log.info(

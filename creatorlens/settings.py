@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     pdq_max_distance: int = Field(default=31, ge=0, le=256)
     pdq_min_quality: int = Field(default=50, ge=0, le=100)
     max_failure_rate: float = Field(default=0.2, ge=0.0, le=1.0)
-    image_workers: int | None = Field(default=None, ge=1)
+    image_workers: int | None = Field(default=None, ge=1, description="Image fetch threads.")
+    decode_workers: int | None = Field(default=None, ge=1, description="Decode + PDQ processes.")
 
     # ---- derived paths -------------------------------------------------------------------
     @property

@@ -41,6 +41,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "ingest": IngestConfig(
             top_n_images=settings.top_n_images,
             image_workers=settings.image_workers,
+            decode_workers=settings.decode_workers,
             pdq_max_distance=settings.pdq_max_distance,
             pdq_min_quality=settings.pdq_min_quality,
             max_failure_rate=settings.max_failure_rate,

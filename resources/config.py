@@ -8,7 +8,10 @@ from pydantic import Field
 
 class IngestConfig(dg.ConfigurableResource):
     top_n_images: int = Field(default=10, ge=1, description="Images kept per creator, by likes + comments.")
-    image_workers: int | None = Field(default=None, ge=1, description="Fetch/decode threads (default: CPUs x 2).")
+    image_workers: int | None = Field(default=None, ge=1, description="Fetch threads (default: CPUs x 2).")
+    decode_workers: int | None = Field(
+        default=None, ge=1, description="Decode + PDQ processes (default: CPUs; 1 = in-process threads)."
+    )
     max_image_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=60_000_000, ge=1, description="Decompression-bomb cap (w x h).")
     http_timeout_s: float = Field(default=20.0, gt=0)
