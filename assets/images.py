@@ -66,7 +66,7 @@ def _fetch(post: dict[str, Any], *, limits: ImageLimits, client: httpx.Client) -
 
 
 def _decode(item: tuple[bytes | BaseException, ImageLimits]) -> ProcessedImage:
-    """CPU half (processes: PDQ holds the GIL): decode, normalise, thumbnail, hash."""
+    """CPU half, run in processes (bench/decode_pdq.py: 1.81x vs 1.56x for threads on 2 cores)."""
     data, limits = item
     if isinstance(data, BaseException):
         raise data

@@ -67,6 +67,8 @@ def _get_context() -> Any:
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
+            for name in [n for n in logging.root.manager.loggerDict if n.startswith("great_expectations")]:
+                logging.getLogger(name).setLevel(logging.WARNING)  # GX sets INFO on its own loggers
             logging.getLogger("great_expectations").setLevel(logging.WARNING)
             _context = gx.get_context(mode="ephemeral")
             _context.variables.progress_bars = ProgressBarsConfig(globally=False)
