@@ -21,6 +21,7 @@ import pandas as pd
 from assets._common import GROUP_INGEST, check_result, reason_counts, stopwatch, throughput_metadata
 from assets.ingest import RAW_POSTS
 from creatorlens.imaging import ImageError, ImageLimits, ProcessedImage, fetch_bytes, process_image_bytes
+from creatorlens.promotion import IMAGE_COLUMNS
 from creatorlens.quality import validate_frame
 from gpu_ops.prefetch import prefetch_map
 from orchestration.partitions import creator_batches
@@ -145,27 +146,16 @@ def creator_images(
         last_log = time.perf_counter()
         posts = selected.to_dict("records")
         fetched = prefetch_map(lambda p: _fetch(p, limits=limits, client=client), posts, workers=io_workers)
-        originals: dict[int, bytes | BaseException] = {}
-
-        def to_decode():
-            for i, (post, data) in enumerate(fetched):
-                originals[i] = data
-                yield data, limits
-
+        # Both maps keep input order, and each decode item carries its original bytes back.
         mode = "process" if cpu_workers > 1 else "thread"
-        decoded = prefetch_map(_decode, to_decode(), workers=cpu_workers, mode=mode)
-        for i, ((_, _), result) in enumerate(decoded):
-            rows.append(_row(posts[i], originals.pop(i), result, blobs))
+        decoded = prefetch_map(_decode, ((data, limits) for _, data in fetched), workers=cpu_workers, mode=mode)
+        for i, ((original, _), result) in enumerate(decoded):
+            rows.append(_row(posts[i], original, result, blobs))
             done = i + 1
             if done % PROGRESS_EVERY == 0 or time.perf_counter() - last_log > 30:
                 last_log = time.perf_counter()
                 context.log.info(f"{done}/{total} images ({done / max(elapsed(), 1e-9):.1f}/s)")
-    columns = [
-        "image_key", "platform", "post_id", "username", "rank", "engagement", "source_uri", "status",
-        "error_reason", "error", "sha256", "blob_key", "thumb_key", "byte_size", "width", "height",
-        "source_format", "source_mode", "frames", "exif_rotated", "pdq_hash", "pdq_quality", "processed_at",
-    ]
-    df = pd.DataFrame(rows, columns=columns)
+    df = pd.DataFrame(rows, columns=list(IMAGE_COLUMNS))
     for col in ("byte_size", "width", "height", "frames", "pdq_quality"):
         df[col] = df[col].astype("Int64")
     df["exif_rotated"] = df["exif_rotated"].astype("boolean")

@@ -14,16 +14,16 @@ import great_expectations.expectations as gxe
 import pandas as pd
 
 from assets._common import GROUP_INGEST, check_result, preview_table, reason_counts, stopwatch
-from creatorlens.batching import batch_members, record_rejects
+from creatorlens.batching import batch_members
 from creatorlens.promotion import CREATOR_COLUMNS, POST_COLUMNS
 from creatorlens.quality import validate_frame
+from creatorlens.sources import USERNAME_PATTERN
 from orchestration.partitions import creator_batches
 from resources.sources import SourceFiles
 from resources.warehouse import Warehouse
 
 RAW_PROFILES = dg.AssetKey(["raw", "profiles"])
 RAW_POSTS = dg.AssetKey(["raw", "posts"])
-USERNAME_REGEX = r"^[a-z0-9._]{1,30}$"
 
 
 @dg.multi_asset(
@@ -44,8 +44,7 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources
     with stopwatch() as elapsed:
         engine = warehouse.get_engine()
         members = batch_members(engine, batch)
-        snapshot = sources.load()
-        record_rejects(engine, snapshot.rejects)
+        snapshot = sources.load()  # rejects were recorded when the batches were discovered
         wanted = set(members)
         creators = [dataclasses.asdict(snapshot.creators[u]) for u in members if u in snapshot.creators]
         missing = [u for u in members if u not in snapshot.creators]
@@ -106,7 +105,7 @@ def raw_profiles_valid(raw_profiles: pd.DataFrame) -> dg.AssetCheckResult:
             [
                 gxe.ExpectColumnValuesToNotBeNull(column="username"),
                 gxe.ExpectColumnValuesToBeUnique(column="username"),
-                gxe.ExpectColumnValuesToMatchRegex(column="username", regex=USERNAME_REGEX),
+                gxe.ExpectColumnValuesToMatchRegex(column="username", regex=USERNAME_PATTERN),
                 gxe.ExpectColumnValuesToBeBetween(column="followers", min_value=0),
             ],
             name="raw_profiles",

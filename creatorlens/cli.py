@@ -7,7 +7,6 @@ options override them for one invocation.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 import time
@@ -15,9 +14,8 @@ from pathlib import Path
 
 import click
 
-from creatorlens.settings import REPO_ROOT, Settings, get_settings
+from creatorlens.settings import Settings, get_settings
 
-LOCAL_DAGSTER_YAML = REPO_ROOT / "dagster.yaml"
 DEMO_BATCH_SIZE = 6
 
 
@@ -25,23 +23,13 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.obj["settings"]
 
 
-def prepare_dagster_home(settings: Settings) -> Path:
-    """Create DAGSTER_HOME (default: state folder) with the local dagster.yaml if it has none."""
-    home = settings.resolved_dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    target = home / "dagster.yaml"
-    if not target.exists():
-        shutil.copyfile(LOCAL_DAGSTER_YAML, target)
-    return home
+def get_instance(ctx: click.Context):
+    """The Dagster instance at DAGSTER_HOME, opened once per command."""
+    from orchestration.runs import local_instance
 
-
-def get_instance(settings: Settings):
-    """The Dagster instance at DAGSTER_HOME (created on first use)."""
-    import dagster as dg
-
-    home = prepare_dagster_home(settings)
-    os.environ["DAGSTER_HOME"] = str(home)  # child processes (run workers) must find the same instance
-    return dg.DagsterInstance.get()
+    if "instance" not in ctx.obj:
+        ctx.obj["instance"] = local_instance(_settings(ctx))
+    return ctx.obj["instance"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -56,14 +44,13 @@ def cli(ctx: click.Context, state_dir: Path | None, verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     overrides = {"state_dir": state_dir.resolve()} if state_dir else {}
     ctx.obj = {"settings": get_settings(**overrides)}
-    if state_dir:
-        os.environ["CREATORLENS_STATE_DIR"] = str(state_dir.resolve())
 
 
 @cli.command()
 @click.pass_context
 def init(ctx: click.Context) -> None:
     """Create the state folder, DAGSTER_HOME and the migrated warehouse."""
+    from orchestration.runs import prepare_dagster_home
     from resources.warehouse import engine_from_settings
 
     s = _settings(ctx)
@@ -95,7 +82,7 @@ def batch(ctx: click.Context, batch_size: int | None) -> None:
     from orchestration.runs import discover_batches
 
     s = _settings(ctx)
-    d = discover_batches(s, get_instance(s), batch_size)
+    d = discover_batches(s, get_instance(ctx), batch_size)
     click.echo(
         f"{len(d.snapshot.creators)} creators in sources, {len(d.snapshot.rejects)} rejected records; "
         f"{d.assignment.new_creators} newly batched into {len(d.assignment.new_batches)} batches; "
@@ -103,14 +90,14 @@ def batch(ctx: click.Context, batch_size: int | None) -> None:
     )
 
 
-def run_batches(settings: Settings, partitions: list[str], log_level: str = "WARNING") -> dict[str, bool]:
+def run_batches(ctx: click.Context, partitions: list[str], log_level: str = "WARNING") -> dict[str, bool]:
     """Materialise the ingest job for each partition against the real instance; success per key."""
     from orchestration.definitions import build_definitions
     from orchestration.jobs import INGEST_JOB
     from orchestration.runs import materialize_batch
 
-    instance = get_instance(settings)
-    job = build_definitions(settings).resolve_job_def(INGEST_JOB)
+    instance = get_instance(ctx)
+    job = build_definitions(_settings(ctx)).resolve_job_def(INGEST_JOB)
     outcome: dict[str, bool] = {}
     for key in partitions:
         started = time.perf_counter()
@@ -132,11 +119,10 @@ def run(ctx: click.Context, partitions: tuple[str, ...], log_level: str) -> None
     """Run the ingest job for batches (in this process, recorded in the Dagster instance)."""
     from orchestration.partitions import CREATOR_BATCHES
 
-    s = _settings(ctx)
-    keys = list(partitions) or list(get_instance(s).get_dynamic_partitions(CREATOR_BATCHES))
+    keys = list(partitions) or list(get_instance(ctx).get_dynamic_partitions(CREATOR_BATCHES))
     if not keys:
         raise click.ClickException("no batches registered yet: run `creatorlens batch` first")
-    outcome = run_batches(s, keys, log_level)
+    outcome = run_batches(ctx, keys, log_level)
     if not all(outcome.values()):
         sys.exit(1)
 
@@ -161,10 +147,10 @@ def demo(ctx: click.Context, batch_size: int) -> None:
     ctx.invoke(sample_data)
     from orchestration.runs import discover_batches
 
-    d = discover_batches(s, get_instance(s), batch_size)
+    d = discover_batches(s, get_instance(ctx), batch_size)
     click.echo(f"{len(d.snapshot.creators)} creators, {len(d.snapshot.rejects)} rejected source records, "
                f"{len(d.assignment.all_batches)} batches")
-    outcome = run_batches(s, d.assignment.all_batches)
+    outcome = run_batches(ctx, d.assignment.all_batches)
     ctx.invoke(summary)
     click.echo(f"\nDagster UI: `make ui` (DAGSTER_HOME={s.resolved_dagster_home})")
     if not all(outcome.values()):

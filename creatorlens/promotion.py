@@ -35,6 +35,15 @@ IMAGE_COLUMNS = (
 )
 DUPLICATE_COLUMNS = ("image_key_a", "image_key_b", "distance", "kind")
 
+# (result name, promote() argument, staging table, columns, statement suffix in promote_batch.sql)
+_TABLES = (
+    ("creators", "creators", "stage_creators", CREATOR_COLUMNS, "creators"),
+    ("posts", "posts", "stage_posts", POST_COLUMNS, "posts"),
+    ("images", "images", "stage_images", IMAGE_COLUMNS, "images"),
+    ("image_duplicates", "duplicates", "stage_duplicates", DUPLICATE_COLUMNS, "duplicates"),
+)
+_ARRAY_TYPES = (list, tuple, np.ndarray)
+
 
 @dataclass
 class PromotionResult:
@@ -52,7 +61,7 @@ class PromotionResult:
 
 def _plain(value: Any) -> Any:
     """Array cells (Parquet round-trips lists as numpy arrays) become lists of plain values."""
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if isinstance(value, _ARRAY_TYPES):
         return [v.item() if isinstance(v, np.generic) else v for v in value]
     return value
 
@@ -69,8 +78,9 @@ def frame_rows(df: pd.DataFrame, columns: Sequence[str]) -> Iterable[tuple[Any, 
             out[col] = None
             continue
         series = df[col]
-        if series.dtype == object and series.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
-            out[col] = series.map(lambda v: _plain(v) if isinstance(v, (list, tuple, np.ndarray)) else None)
+        first = series.first_valid_index() if series.dtype == object else None
+        if first is not None and isinstance(series[first], _ARRAY_TYPES):  # an array column (e.g. sources)
+            out[col] = series.map(lambda v: _plain(v) if isinstance(v, _ARRAY_TYPES) else None)
         else:
             obj = series.astype(object)
             out[col] = obj.where(series.notna(), None)
@@ -104,24 +114,18 @@ def promote(
     result = PromotionResult(batch_key)
     params = {"batch_key": batch_key}
     started = time.perf_counter()
+    frames = {"creators": creators, "posts": posts, "images": images, "duplicates": duplicates}
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(q["lock_batch"], params)
         cur.execute(q["create_stage"])
-        for name, table, columns, frame in (
-            ("creators", "stage_creators", CREATOR_COLUMNS, creators),
-            ("posts", "stage_posts", POST_COLUMNS, posts),
-            ("images", "stage_images", IMAGE_COLUMNS, images),
-            ("image_duplicates", "stage_duplicates", DUPLICATE_COLUMNS, duplicates),
-        ):
-            result.staged[name] = copy_rows(cur, table, columns, frame_rows(frame, columns))
-        for name in ("creators", "posts", "images", "image_duplicates"):
-            short = "duplicates" if name == "image_duplicates" else name
-            cur.execute(q[f"upsert_{short}"], params)
+        for name, arg, table, columns, _ in _TABLES:
+            result.staged[name] = copy_rows(cur, table, columns, frame_rows(frames[arg], columns))
+        for name, _, _, _, suffix in _TABLES:
+            cur.execute(q[f"upsert_{suffix}"], params)
             result.written[name] = cur.rowcount
-            if f"delete_stale_{short}" in q:
-                cur.execute(q[f"delete_stale_{short}"], params)
+            if f"delete_stale_{suffix}" in q:
+                cur.execute(q[f"delete_stale_{suffix}"], params)
                 result.deleted[name] = cur.rowcount
-        result.seconds = time.perf_counter() - started
         counts = {"staged": result.staged, "written": result.written, "deleted": result.deleted}
         cur.execute(
             q["record_promotion"],

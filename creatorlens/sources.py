@@ -121,7 +121,8 @@ _MERGEABLE_CREATOR_FIELDS = (
 # Post fields that a later occurrence of the same post may fill when still empty.
 _MERGEABLE_POST_FIELDS = ("shortcode", "taken_at", "caption", "media_url")
 
-_USERNAME_RE = re.compile(r"^[a-z0-9._]{1,30}$")
+USERNAME_PATTERN = r"^[a-z0-9._]{1,30}$"
+_USERNAME_RE = re.compile(USERNAME_PATTERN)
 _URL_PREFIX_RE = re.compile(r"^(?:https?://)?(?:www\.|m\.)?instagram\.com/", re.IGNORECASE)
 _COUNT_RE = re.compile(
     r"^(?P<int>\d{1,3}(?:[,\u00a0\u202f ]\d{3})+|\d+)?(?:\.(?P<frac>\d+))?\s*(?P<suffix>[kmb])?$",

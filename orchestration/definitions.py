@@ -37,7 +37,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
     return {
         "warehouse": Warehouse.from_settings(settings),
         "blobs": BlobStore(root=str(settings.blob_root)),
-        "sources": SourceFiles(csv_dir=str(settings.resolved_csv_dir), json_dir=str(settings.resolved_json_dir)),
+        "sources": SourceFiles.from_settings(settings),
         "ingest": IngestConfig(
             top_n_images=settings.top_n_images,
             image_workers=settings.image_workers,

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from creatorlens.settings import Settings
 from creatorlens.sources import SourceSnapshot, load_sources
 
 
@@ -15,6 +16,10 @@ class SourceFiles(dg.ConfigurableResource):
 
     csv_dir: str | None = Field(default=None, description="Folder of CSV exports (*.csv).")
     json_dir: str | None = Field(default=None, description="Folder of raw JSON API responses (*.json).")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SourceFiles:
+        return cls(csv_dir=str(settings.resolved_csv_dir), json_dir=str(settings.resolved_json_dir))
 
     def csv_paths(self) -> list[Path]:
         if not self.csv_dir or not Path(self.csv_dir).is_dir():

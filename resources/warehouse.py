@@ -35,6 +35,7 @@ _MIGRATION_LOCK_ID = 7_240_001  # pg_advisory_xact_lock key shared by every migr
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
+_embedded_urls: dict[Path, str] = {}
 _migrated: set[str] = set()
 
 
@@ -136,7 +137,10 @@ def get_engine(database_url: str | None = None, pgdata: Path | None = None, *, m
         else:
             if pgdata is None:
                 raise ValueError("an embedded warehouse needs a pgdata directory")
-            url = embedded_url(pgdata)
+            key = pgdata.resolve()
+            if key not in _embedded_urls:  # start/attach + CREATE DATABASE once per process
+                _embedded_urls[key] = embedded_url(key)
+            url = _embedded_urls[key]
         engine = _engines.get(url)
         if engine is None:
             engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
@@ -158,6 +162,7 @@ def dispose_engines() -> None:
             engine.dispose()
         _engines.clear()
         _migrated.clear()
+        _embedded_urls.clear()
 
 
 class Warehouse(dg.ConfigurableResource):
