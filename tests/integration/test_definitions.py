@@ -12,6 +12,7 @@ from creatorlens.settings import REPO_ROOT, Settings
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB
 from orchestration.partitions import CREATOR_BATCHES
+from orchestration.runs import prepare_dagster_home
 
 EXPECTED_ASSETS = {
     "raw/profiles": set(),
@@ -60,8 +61,8 @@ def test_ingest_job_targets_the_whole_batch_pipeline(tmp_path):
 
 
 def test_dagster_definitions_validate_passes(tmp_path):
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "CREATORLENS_STATE_DIR": str(tmp_path / "state")}
-    (tmp_path / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    home = prepare_dagster_home(Settings(state_dir=tmp_path / "state"))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "CREATORLENS_STATE_DIR": str(tmp_path / "state")}
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
     done = subprocess.run([dagster, "definitions", "validate", "-w", "workspace.yaml"], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=300)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,10 +18,10 @@ import pytest
 import sqlalchemy as sa
 
 from creatorlens.sample_data import build_sample_data
-from creatorlens.settings import REPO_ROOT, Settings
+from creatorlens.settings import Settings
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB
-from orchestration.runs import discover_batches, materialize_batch
+from orchestration.runs import discover_batches, materialize_batch, prepare_dagster_home
 from tests.support.http import Route, serve_cdn
 
 pytestmark = pytest.mark.e2e
@@ -77,7 +76,7 @@ def test_images_fetched_over_http_with_errors_recorded(cdn_sources, tmp_path, da
     assert len([h for h in cdn.hits if h.startswith("/img/")]) == 9
 
 
-def _cli_env(settings: Settings, dagster_home: Path) -> dict[str, str]:
+def _cli_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREATORLENS_")}
     env.update({
         "CREATORLENS_STATE_DIR": str(settings.state_dir),
@@ -86,7 +85,7 @@ def _cli_env(settings: Settings, dagster_home: Path) -> dict[str, str]:
         "CREATORLENS_JSON_DIR": str(settings.json_dir),
         "CREATORLENS_TOP_N_IMAGES": str(settings.top_n_images),
         "CREATORLENS_IMAGE_WORKERS": "1",
-        "DAGSTER_HOME": str(dagster_home),
+        "DAGSTER_HOME": str(prepare_dagster_home(settings)),
     })
     return env
 
@@ -106,10 +105,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(cdn_sources, tmp_path, da
     urls = [cdn.add_file(f"slow/{name}", sample.image_dir / name, delay_s=0.4) for name in GOOD]
     _dump(json_dir, "slow.user", urls)
     settings = _settings(tmp_path, database_url, json_dir)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = _cli_env(settings, home)
+    env = _cli_env(settings)
     cli = [sys.executable, "-m", "creatorlens.cli"]
     subprocess.run([*cli, "batch"], env=env, check=True, capture_output=True, timeout=120)
 

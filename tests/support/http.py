@@ -17,6 +17,8 @@ class Route:
     body: bytes = b""
     content_type: str = "image/jpeg"
     delay_s: float = 0.0
+    send_length: bool = True  # False: no Content-Length, the body is read until the connection closes
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -46,14 +48,21 @@ def serve_cdn() -> Iterator[FakeCdn]:
                 time.sleep(route.delay_s)
             self.send_response(route.status)
             self.send_header("Content-Type", route.content_type)
-            self.send_header("Content-Length", str(len(route.body)))
+            if route.send_length:
+                self.send_header("Content-Length", str(len(route.body)))
+            for name, value in route.headers.items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(route.body)
+            try:
+                self.wfile.write(route.body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client hung up on purpose (size cap or timeout under test)
 
         def log_message(self, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     cdn.base_url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

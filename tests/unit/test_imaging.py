@@ -10,11 +10,9 @@ import pickle
 import struct
 import subprocess
 import sys
-import threading
 import time
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -34,6 +32,7 @@ from creatorlens.imaging import (
     process_uri,
 )
 from gpu_ops.prefetch import batched, prefetch_map
+from tests.support.http import Route, serve_cdn
 
 
 def _encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -293,59 +292,20 @@ _IMAGE = _photo_jpeg((80, 60))
 _SLOW_S = 1.5
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Routes for the local test server."""
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        """Keep test output quiet."""
-
-    def _send(self, status: int, content_type: str, body: bytes, length: int | None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        if length is not None:
-            self.send_header("Content-Length", str(length))
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up on purpose (too_large / timeout tests)
-
-    def do_GET(self) -> None:
-        if self.path == "/image.jpg":
-            self._send(200, "image/jpeg", _IMAGE, len(_IMAGE))
-        elif self.path == "/octet":
-            self._send(200, "application/octet-stream", _IMAGE, len(_IMAGE))
-        elif self.path == "/redirect":
-            self.send_response(302)
-            self.send_header("Location", "/image.jpg")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        elif self.path == "/page.html":
-            body = b"<html>login wall</html>"
-            self._send(200, "text/html; charset=utf-8", body, len(body))
-        elif self.path == "/huge-declared":
-            self._send(200, "image/jpeg", b"\xff" * 5000, 5000)
-        elif self.path == "/huge-streamed":
-            self._send(200, "image/jpeg", b"\xff" * 5000, None)  # no length: read to close
-        elif self.path == "/slow":
-            time.sleep(_SLOW_S)
-            self._send(200, "image/jpeg", _IMAGE, len(_IMAGE))
-        else:
-            self._send(404, "text/plain", b"not found", 9)
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    """The shared loopback server (tests/support/http.py) with the routes these tests need."""
+    with serve_cdn() as cdn:
+        cdn.routes.update({
+            "/image.jpg": Route(200, _IMAGE, "image/jpeg"),
+            "/octet": Route(200, _IMAGE, "application/octet-stream"),
+            "/redirect": Route(302, b"", "text/plain", headers={"Location": "/image.jpg"}),
+            "/page.html": Route(200, b"<html>login wall</html>", "text/html; charset=utf-8"),
+            "/huge-declared": Route(200, b"\xff" * 5000, "image/jpeg"),
+            "/huge-streamed": Route(200, b"\xff" * 5000, "image/jpeg", send_length=False),
+            "/slow": Route(200, _IMAGE, "image/jpeg", delay_s=_SLOW_S),
+        })
+        yield cdn.base_url
 
 
 _HTTP_LIMITS = ImageLimits(max_bytes=4000, timeout_s=0.5)
