@@ -14,6 +14,13 @@ from creatorlens.quality import QualityReport
 
 GROUP_INGEST = "ingest"
 GROUP_WAREHOUSE = "warehouse"
+GROUP_VISION = "vision"
+GROUP_TAGGING = "tagging"
+GROUP_PROFILES = "profiles"
+
+# Groups whose assets are partitioned per creator batch and make up the per-batch job.
+# Unpartitioned assets (taxonomy, thresholds) live in other groups.
+BATCH_GROUPS = (GROUP_INGEST, GROUP_VISION, GROUP_TAGGING, GROUP_PROFILES, GROUP_WAREHOUSE)
 
 
 @contextmanager

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets._common import GROUP_INGEST, GROUP_WAREHOUSE
+from assets._common import BATCH_GROUPS
 from orchestration.partitions import creator_batches
 
 INGEST_JOB = "ingest_batch"
 
 ingest_batch_job = dg.define_asset_job(
     name=INGEST_JOB,
-    selection=dg.AssetSelection.groups(GROUP_INGEST, GROUP_WAREHOUSE),
+    selection=dg.AssetSelection.groups(*BATCH_GROUPS),
     partitions_def=creator_batches,
     description="Sources → images → duplicates → blocking checks → one-transaction promotion, for one creator batch.",
     tags={"creatorlens/area": "ingest"},
