@@ -157,6 +157,15 @@ def demo(ctx: click.Context, batch_size: int) -> None:
         sys.exit(1)
 
 
+def _register_groups() -> None:
+    from creatorlens.cli_models import models
+
+    cli.add_command(models)
+
+
+_register_groups()
+
+
 def main() -> None:
     cli(prog_name="creatorlens")
 

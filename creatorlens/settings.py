@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     image_workers: int | None = Field(default=None, ge=1, description="Image fetch threads.")
     decode_workers: int | None = Field(default=None, ge=1, description="Decode + PDQ processes.")
 
+    # ---- models ----------------------------------------------------------------------------
+    model_cache_dir: Path | None = Field(
+        default=None, description="Model weights cache (default state_dir/models); filled by `creatorlens models pull`."
+    )
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N (forces the inference device).")
+    model_backends: dict[str, str] = Field(
+        default_factory=dict, description='Forced backend per family, JSON: {"person_detector": "hog"}.'
+    )
+    inference_batch_size: int = Field(default=16, ge=1, description="Images per inference batch.")
+
     # ---- derived paths -------------------------------------------------------------------
     @property
     def is_embedded(self) -> bool:
@@ -64,6 +74,10 @@ class Settings(BaseSettings):
     @property
     def parquet_root(self) -> Path:
         return self.state_dir / "parquet"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.model_cache_dir or self.state_dir / "models"
 
     @property
     def sample_root(self) -> Path:

@@ -20,6 +20,7 @@ from orchestration.jobs import ingest_batch_job
 from resources.blobstore import BlobStore
 from resources.config import IngestConfig
 from resources.io_managers import ParquetIOManager
+from resources.models import ModelRegistry
 from resources.sources import SourceFiles
 from resources.warehouse import Warehouse
 
@@ -47,6 +48,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             max_failure_rate=settings.max_failure_rate,
         ),
         "io_manager": ParquetIOManager(base_dir=str(settings.parquet_root)),
+        "models": ModelRegistry.from_settings(settings),
     }
 
 

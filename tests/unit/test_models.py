@@ -1,0 +1,176 @@
+"""Model layer foundations: the torchvision CPU shim, device choice, the weights catalog and `models pull`.
+
+Downloads are served by a real HTTP server on 127.0.0.1 (no machine here reaches GitHub or a hub).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from creatorlens.models import PullError, pull
+from gpu_ops.compat import ensure_torchvision, nms_reference
+from gpu_ops.device import DeviceUnavailable, choose_device, cuda_available
+from gpu_ops.registry import (
+    ModelSpec,
+    WeightFile,
+    WeightsMissing,
+    get_spec,
+    problems,
+    read_manifest,
+    resolve,
+    weights_dir,
+)
+from tests.support.http import Route, serve_cdn
+
+
+def _brute_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float) -> list[int]:
+    keep: list[int] = []
+    for i in scores.argsort(descending=True).tolist():
+        ok = True
+        for j in keep:
+            a, b = boxes[i], boxes[j]
+            iw = max(0.0, float(min(a[2], b[2]) - max(a[0], b[0])))
+            ih = max(0.0, float(min(a[3], b[3]) - max(a[1], b[1])))
+            inter = iw * ih
+            union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
+            if inter / union > thr:
+                ok = False
+                break
+        if ok:
+            keep.append(i)
+    return keep
+
+
+def test_nms_reference_matches_a_brute_force_sweep() -> None:
+    gen = torch.Generator().manual_seed(0)
+    xy = torch.rand(200, 2, generator=gen) * 300
+    wh = torch.rand(200, 2, generator=gen) * 80 + 5
+    boxes = torch.cat([xy, xy + wh], dim=1)
+    scores = torch.rand(200, generator=gen)
+    for thr in (0.3, 0.5, 0.7):
+        assert nms_reference(boxes, scores, thr).tolist() == _brute_nms(boxes, scores, thr)
+    assert nms_reference(torch.empty(0, 4), torch.empty(0), 0.5).numel() == 0
+
+
+def test_torchvision_imports_and_nms_dispatches_after_the_shim() -> None:
+    shimmed = ensure_torchvision()
+    assert ensure_torchvision() is shimmed  # idempotent
+    import torchvision
+
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=torch.float)
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    assert torchvision.ops.nms(boxes, scores, 0.5).tolist() == [0, 2]
+    if cuda_available():
+        assert not shimmed  # a real CUDA install loads torchvision's own kernels
+
+
+def test_device_choice_and_forcing() -> None:
+    assert choose_device("cpu").torch == "cpu"
+    assert not choose_device("cpu").fp16
+    assert choose_device("cpu").onnx_providers == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="unknown device"):
+        choose_device("tpu")
+    if cuda_available():
+        assert choose_device("auto").kind == "cuda" and choose_device("auto").fp16
+    else:
+        assert choose_device("auto").kind == "cpu"
+        with pytest.raises(DeviceUnavailable, match="forced"):
+            choose_device("cuda")
+
+
+def test_missing_weights_fall_back_to_a_bundled_cpu_backend(tmp_path: Path) -> None:
+    assert resolve("person_detector", tmp_path).backend == "hog"
+    with pytest.raises(WeightsMissing) as err:
+        resolve("person_detector", tmp_path, backend="yolo")
+    assert "creatorlens models pull person_detector --backend yolo" in str(err.value)
+    with pytest.raises(WeightsMissing, match="models pull image_embedder"):
+        resolve("image_embedder", tmp_path)  # no CPU fallback ships in a wheel for embeddings
+    with pytest.raises(KeyError, match="unknown model family"):
+        get_spec("telepathy")
+
+
+def _zip_with(member: str, payload: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(f"pack/{member}", payload)
+        zf.writestr("pack/other.onnx", b"not selected")
+    return buf.getvalue()
+
+
+def test_pull_downloads_verifies_and_makes_the_backend_resolvable(tmp_path: Path) -> None:
+    weights = b"\x00fake-yolo-checkpoint" * 1000
+    with serve_cdn() as cdn:
+        cdn.routes["/yolov8s.pt"] = Route(200, weights, "application/octet-stream")
+        spec = ModelSpec(
+            "person_detector", "yolo", "gpu_ops.detection:YoloPersonDetector", "yolov8s", "8.3.0",
+            files=(WeightFile("yolov8s.pt", cdn.url("yolov8s.pt"), hashlib.sha256(weights).hexdigest()),),
+        )
+        first = pull(spec, tmp_path)
+        again = pull(spec, tmp_path)
+        assert cdn.hits.count("/yolov8s.pt") == 1  # a complete pull is not repeated
+    assert not first.skipped and again.skipped
+    directory = weights_dir(tmp_path, spec)
+    assert (directory / "yolov8s.pt").read_bytes() == weights
+    manifest = read_manifest(directory)
+    assert manifest["files"]["yolov8s.pt"]["sha256"] == hashlib.sha256(weights).hexdigest()
+    assert problems(tmp_path, spec) == []
+    # the real catalog entry (same family/backend/model id) now resolves to YOLO
+    assert resolve("person_detector", tmp_path).backend == "yolo"
+
+    (directory / "yolov8s.pt").write_bytes(weights[:-1] + b"X")  # same size, different bytes
+    assert problems(tmp_path, spec) == []  # the per-load check is size only…
+    assert problems(tmp_path, spec, deep=True) == ["yolov8s.pt does not match its recorded sha256"]
+    (directory / "yolov8s.pt").write_bytes(weights[:100])  # truncated
+    assert "manifest says" in problems(tmp_path, spec)[0]
+    assert resolve("person_detector", tmp_path).backend == "hog"
+
+
+def test_pull_extracts_an_archive_member_and_refuses_a_wrong_digest(tmp_path: Path) -> None:
+    payload = b"onnx-bytes" * 100
+    with serve_cdn() as cdn:
+        cdn.routes["/buffalo_l.zip"] = Route(200, _zip_with("w600k_r50.onnx", payload), "application/zip")
+        good = ModelSpec("face_embedder", "arcface", "x:Y", "insightface-buffalo_l-w600k_r50",
+                         files=(WeightFile("w600k_r50.onnx", cdn.url("buffalo_l.zip"), member="w600k_r50.onnx"),))
+        result = pull(good, tmp_path / "a")
+        assert result.files["w600k_r50.onnx"]["sha256"] == hashlib.sha256(payload).hexdigest()
+        assert (weights_dir(tmp_path / "a", good) / "w600k_r50.onnx").read_bytes() == payload
+        assert not (weights_dir(tmp_path / "a", good) / "other.onnx").exists()
+
+        pinned = ModelSpec("face_embedder", "arcface", "x:Y", "insightface-buffalo_l-w600k_r50",
+                           files=(WeightFile("w600k_r50.onnx", cdn.url("buffalo_l.zip"), "0" * 64, "w600k_r50.onnx"),))
+        with pytest.raises(PullError, match="does not match the pinned"):
+            pull(pinned, tmp_path / "b")
+        assert read_manifest(weights_dir(tmp_path / "b", pinned)) == {}  # never looks complete
+        missing = ModelSpec("face_embedder", "arcface", "x:Y", "m", files=(WeightFile("w.onnx", cdn.url("nope.zip")),))
+        with pytest.raises(PullError, match="HTTP 404"):
+            pull(missing, tmp_path / "c")
+
+
+def test_models_cli_lists_and_imports_weights_from_a_folder(tmp_path: Path, monkeypatch) -> None:
+    from creatorlens.cli import cli
+
+    monkeypatch.setenv("CREATORLENS_MODEL_CACHE_DIR", str(tmp_path / "cache"))
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["models", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "hog" in listed.output and "missing" in listed.output and "bundled" in listed.output
+
+    hand_copied = tmp_path / "copied"
+    hand_copied.mkdir()
+    (hand_copied / "yolov8s.pt").write_bytes(b"checkpoint")
+    pulled = runner.invoke(cli, ["models", "pull", "person_detector", "--backend", "yolo", "--from", str(hand_copied)])
+    assert pulled.exit_code == 0, pulled.output
+    assert "pulled, 1 files" in pulled.output
+    assert resolve("person_detector", tmp_path / "cache").backend == "yolo"
+    verified = runner.invoke(cli, ["models", "verify"])
+    assert verified.exit_code == 0 and "person_detector/yolo: ok" in verified.output
+
+    (tmp_path / "cache" / "person_detector" / "yolo" / "yolov8s.pt").write_bytes(b"checkpoinX")
+    assert runner.invoke(cli, ["models", "verify"]).exit_code == 1
