@@ -174,3 +174,26 @@ def test_models_cli_lists_and_imports_weights_from_a_folder(tmp_path: Path, monk
 
     (tmp_path / "cache" / "person_detector" / "yolo" / "yolov8s.pt").write_bytes(b"checkpoinX")
     assert runner.invoke(cli, ["models", "verify"]).exit_code == 1
+
+
+def test_image_batches_decode_ahead_and_report_failures(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from gpu_ops.loader import decode_rgb, image_batches
+
+    paths = []
+    for i in range(7):
+        p = tmp_path / f"{i}.jpg"
+        Image.fromarray(np.full((40, 80 + i, 3), i * 30, np.uint8)).save(p)
+        paths.append(p)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    items = paths[:3] + [broken] + paths[3:]
+    batches = list(image_batches(items, lambda p: decode_rgb(p, max_side=50), batch_size=3, workers=2))
+    assert [len(b.arrays) for b in batches] == [3, 3, 1]
+    assert [p for b in batches for p in b.items] == paths  # order kept, the broken one left out
+    assert [p for b in batches for p, _ in b.failures] == [broken]
+    assert all(a.dtype == np.uint8 and a.shape[2] == 3 and max(a.shape[:2]) <= 50 for b in batches for a in b.arrays)
+    with pytest.raises(ValueError):
+        list(image_batches(items, decode_rgb, batch_size=0))
