@@ -158,9 +158,11 @@ def demo(ctx: click.Context, batch_size: int) -> None:
 
 
 def _register_groups() -> None:
+    from creatorlens.cli_app import app_group
     from creatorlens.cli_models import models
 
     cli.add_command(models)
+    cli.add_command(app_group)
 
 
 _register_groups()

@@ -1,0 +1,136 @@
+"""Users, sessions, API tokens and CSRF.
+
+- Passwords: scrypt (n=2**14, r=8, p=1) with a random salt.
+- Sessions (browser) and API tokens (``Authorization: Bearer``): 32 random bytes handed to the
+  client once; only their SHA-256 is stored, so a leaked table opens nothing.
+- CSRF: cookie-authenticated writes must carry a token derived from the session secret
+  (HMAC-SHA256), in the form field ``csrf_token`` or the ``X-CSRF-Token`` header. Bearer-token
+  requests carry no ambient credential and need none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Connection, text
+
+SESSION_COOKIE = "creatorlens_session"
+SESSION_TTL = timedelta(days=7)
+ROLES = ("viewer", "reviewer")
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: int
+    username: str
+    role: str
+    via: str  # "session" | "api"
+    secret: str  # the presented token (needed to derive the CSRF token)
+
+    @property
+    def is_reviewer(self) -> bool:
+        return self.role == "reviewer"
+
+    @property
+    def csrf_token(self) -> str:
+        return csrf_for(self.secret)
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    candidate = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n), r=int(r), p=int(p))
+    return hmac.compare_digest(candidate.hex(), digest)
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def csrf_for(secret: str) -> str:
+    return hmac.new(secret.encode(), b"creatorlens-csrf", hashlib.sha256).hexdigest()
+
+
+def csrf_ok(user: User, presented: str | None) -> bool:
+    return bool(presented) and hmac.compare_digest(user.csrf_token, presented or "")
+
+
+def create_user(conn: Connection, username: str, password: str, role: str = "viewer") -> int:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    if len(password) < 8:
+        raise ValueError("password must have at least 8 characters")
+    return conn.execute(
+        text(
+            "INSERT INTO app_users (username, role, password_hash) VALUES (:u, :r, :h) "
+            "ON CONFLICT (username) DO UPDATE SET role = EXCLUDED.role, password_hash = EXCLUDED.password_hash "
+            "RETURNING user_id"
+        ),
+        {"u": username, "r": role, "h": hash_password(password)},
+    ).scalar_one()
+
+
+def _issue(conn: Connection, user_id: int, kind: str, label: str | None, ttl: timedelta | None) -> str:
+    token = secrets.token_urlsafe(32)
+    conn.execute(
+        text(
+            "INSERT INTO app_sessions (token_hash, user_id, kind, label, expires_at) "
+            "VALUES (:h, :u, :k, :l, CASE WHEN CAST(:ttl AS interval) IS NULL THEN NULL "
+            "ELSE now() + CAST(:ttl AS interval) END)"
+        ),
+        {"h": _token_hash(token), "u": user_id, "k": kind, "l": label,
+         "ttl": f"{int(ttl.total_seconds())} seconds" if ttl else None},
+    )
+    return token
+
+
+def login(conn: Connection, username: str, password: str) -> str | None:
+    """A new session token for valid credentials, else None (same answer for unknown users)."""
+    row = conn.execute(
+        text("SELECT user_id, password_hash FROM app_users WHERE username = :u"), {"u": username}
+    ).first()
+    if row is None:
+        verify_password(password, hash_password("timing-equaliser"))
+        return None
+    if not verify_password(password, row.password_hash):
+        return None
+    return _issue(conn, row.user_id, "session", None, SESSION_TTL)
+
+
+def issue_api_token(conn: Connection, username: str, label: str = "cli") -> str:
+    user_id = conn.execute(text("SELECT user_id FROM app_users WHERE username = :u"), {"u": username}).scalar_one()
+    return _issue(conn, user_id, "api", label, None)
+
+
+def authenticate(conn: Connection, token: str | None, kind: str) -> User | None:
+    if not token:
+        return None
+    row = conn.execute(
+        text(
+            "UPDATE app_sessions s SET last_used_at = now() FROM app_users u "
+            "WHERE s.token_hash = :h AND s.kind = :k AND u.user_id = s.user_id "
+            "AND (s.expires_at IS NULL OR s.expires_at > now()) "
+            "RETURNING u.user_id, u.username, u.role"
+        ),
+        {"h": _token_hash(token), "k": kind},
+    ).first()
+    return User(row.user_id, row.username, row.role, kind, token) if row else None
+
+
+def logout(conn: Connection, token: str) -> None:
+    conn.execute(text("DELETE FROM app_sessions WHERE token_hash = :h"), {"h": _token_hash(token)})

@@ -1,0 +1,66 @@
+"""``creatorlens app``: run the review and search app, manage its users and API tokens."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("app")
+def app_group() -> None:
+    """The review and search web app (FastAPI) over the same warehouse the pipeline fills."""
+
+
+def _engine(ctx: click.Context):
+    from resources.warehouse import engine_from_settings
+
+    return engine_from_settings(ctx.obj["settings"])
+
+
+@app_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--secure-cookies", is_flag=True, help="Mark the session cookie Secure (behind HTTPS).")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, secure_cookies: bool) -> None:
+    """Start the app (OpenAPI docs at /docs). Create a user first with `creatorlens app user add`."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = ctx.obj["settings"]
+    application = create_app(_engine(ctx), settings.blob_root, secure_cookies=secure_cookies)
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@app_group.group("user")
+def user_group() -> None:
+    """Users of the app: viewers read, reviewers also write."""
+
+
+@user_group.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["viewer", "reviewer"]), default="viewer", show_default=True)
+@click.password_option(envvar="CREATORLENS_APP_PASSWORD", help="Password (prompted; or CREATORLENS_APP_PASSWORD).")
+@click.pass_context
+def add_user(ctx: click.Context, username: str, role: str, password: str) -> None:
+    """Create a user (or reset an existing one's role and password)."""
+    from app.auth import create_user
+
+    with _engine(ctx).begin() as conn:
+        try:
+            create_user(conn, username, password, role)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    click.echo(f"user {username} ({role}) ready")
+
+
+@user_group.command("token")
+@click.argument("username")
+@click.option("--label", default="cli", show_default=True)
+@click.pass_context
+def token(ctx: click.Context, username: str, label: str) -> None:
+    """Print a new API token for USERNAME (shown once; only its hash is stored)."""
+    from app.auth import issue_api_token
+
+    with _engine(ctx).begin() as conn:
+        click.echo(issue_api_token(conn, username, label))

@@ -1,0 +1,90 @@
+"""Auth, CSRF and the pages over the backbone tables, through the real app and a warehouse the demo pipeline filled."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from app.auth import hash_password, verify_password
+from tests.app.conftest import PASSWORD, bearer, login
+
+pytestmark = pytest.mark.xdist_group("app")
+
+
+def test_passwords_and_tokens_are_stored_hashed(app_engine, tokens) -> None:
+    stored = hash_password("s3cret-pass")
+    assert stored.startswith("scrypt$") and "s3cret-pass" not in stored
+    assert verify_password("s3cret-pass", stored) and not verify_password("wrong", stored)
+    with app_engine.connect() as conn:
+        hashes = [bytes(r[0]) for r in conn.execute(text("SELECT token_hash FROM app_sessions"))]
+    assert len(hashes) == 2 and all(len(h) == 32 for h in hashes)
+    assert not any(t.encode() in h for t in tokens.values() for h in hashes)
+
+
+def test_reads_need_a_login_and_bad_credentials_are_refused(web_app, tokens) -> None:
+    client = TestClient(web_app)
+    assert client.get("/api/creators").status_code == 401
+    page = client.get("/creators", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+    wrong = client.post("/login", data={"username": "rita", "password": "nope"}, follow_redirects=False)
+    assert wrong.status_code == 401 and "Wrong username or password" in wrong.text
+    assert client.get("/api/me", headers=bearer("forged-token")).status_code == 401
+    assert client.get("/api/me", headers=bearer(tokens["viewer"])).json() == {"username": "vic", "role": "viewer"}
+
+
+def test_login_sets_an_httponly_session_and_open_redirects_are_refused(web_app) -> None:
+    client = TestClient(web_app)
+    response = client.post("/login", data={"username": "vic", "password": PASSWORD, "next": "//evil.example/x"},
+                           follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    assert "httponly" in response.headers["set-cookie"].lower()
+    assert client.get("/api/me").json()["username"] == "vic"
+
+
+def test_logout_needs_the_csrf_token_and_ends_the_session(web_app) -> None:
+    client = TestClient(web_app)
+    csrf = login(client, "vic")
+    assert client.post("/logout", data={"csrf_token": "forged"}).status_code == 403
+    assert client.get("/api/me").status_code == 200
+    assert client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
+    client.cookies.clear()
+    assert client.get("/api/me").status_code == 401
+
+
+def test_creators_api_filters_and_detail(web_app, tokens, app_engine) -> None:
+    client = TestClient(web_app, headers=bearer(tokens["viewer"]))
+    everyone = client.get("/api/creators").json()
+    with app_engine.connect() as conn:
+        assert len(everyone) == conn.execute(text("SELECT count(*) FROM creators")).scalar_one() == 14
+        big = conn.execute(text("SELECT count(*) FROM creators WHERE followers >= 100000")).scalar_one()
+        dup_owners = conn.execute(text(
+            "SELECT count(DISTINCT (i.platform, i.username)) FROM image_duplicates d "
+            "JOIN images i ON i.image_key IN (d.image_key_a, d.image_key_b)")).scalar_one()
+    assert len(client.get("/api/creators", params={"min_followers": 100000}).json()) == big
+    assert all(c["followers"] >= 100000 for c in client.get("/api/creators", params={"min_followers": 100000}).json())
+    assert len(client.get("/api/creators", params={"has_duplicates": True}).json()) == dup_owners > 0
+    assert client.get("/api/creators", params={"min_followers": -1}).status_code == 422
+    first = everyone[0]
+    detail = client.get(f"/api/creators/{first['platform']}/{first['username']}").json()
+    assert detail["username"] == first["username"] and detail["images"]
+    assert client.get("/api/creators/instagram/nobody_here").status_code == 404
+
+
+def test_pages_render_gallery_image_with_duplicates_and_stats(web_app, app_engine) -> None:
+    client = TestClient(web_app)
+    login(client, "vic")
+    with app_engine.connect() as conn:
+        dup = conn.execute(text("SELECT image_key_a, image_key_b FROM image_duplicates LIMIT 1")).one()
+        thumb = conn.execute(text("SELECT thumb_key FROM images WHERE status = 'ok' LIMIT 1")).scalar_one()
+        failed = conn.execute(text("SELECT count(*) FROM images WHERE status = 'failed'")).scalar_one()
+    gallery = client.get("/")
+    assert gallery.status_code == 200 and 'loading="lazy"' in gallery.text
+    image = client.get(f"/images/{dup.image_key_a}")
+    assert image.status_code == 200 and dup.image_key_b in image.text
+    served = client.get(f"/blobs/{thumb}")
+    assert served.status_code == 200 and served.content[:2] in (b"\xff\xd8", b"RI", b"\x89P")
+    assert client.get("/blobs/../../etc/passwd").status_code == 404
+    stats = client.get("/api/stats").json()
+    assert sum(s["n"] for s in stats["failures_by_reason"]) == failed == 6
+    assert "batch-00001" in client.get("/stats").text
