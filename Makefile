@@ -2,6 +2,7 @@
 #   make demo   install, build sample data, run every asset for every sample batch, print a summary
 #   make test   install (with test extras) and run the whole suite
 #   make ui     start the Dagster UI on the same instance and warehouse
+#   make app    start the review and search app (http://127.0.0.1:8000) on the same warehouse
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -12,7 +13,7 @@ export DAGSTER_HOME ?= $(STATE_DIR)/dagster_home
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
-.PHONY: install demo test ui validate bench clean help
+.PHONY: install browser demo test ui validate bench clean help app
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -30,7 +31,13 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/creatorlens demo
 
-test: install
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+test: install browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 validate: install
@@ -44,6 +51,10 @@ ui: install
 bench: install
 	$(BIN)/python bench/promotion.py
 	$(BIN)/python bench/decode_pdq.py
+
+app: install
+	$(BIN)/creatorlens init >/dev/null
+	$(BIN)/creatorlens app serve
 
 clean:
 	rm -rf $(STATE_DIR)

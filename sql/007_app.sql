@@ -18,3 +18,13 @@ CREATE TABLE IF NOT EXISTS app_sessions (
     last_used_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS app_sessions_user ON app_sessions (user_id);
+
+-- Keyword search over captions and creator bios (OCR text, tags and LLM profiles carry their own
+-- tsvector columns in their migrations). 'simple': creator text is multilingual, so no stemming.
+ALTER TABLE posts ADD COLUMN IF NOT EXISTS caption_tsv tsvector
+    GENERATED ALWAYS AS (to_tsvector('simple', coalesce(caption, ''))) STORED;
+CREATE INDEX IF NOT EXISTS posts_caption_tsv ON posts USING gin (caption_tsv);
+ALTER TABLE creators ADD COLUMN IF NOT EXISTS profile_tsv tsvector
+    GENERATED ALWAYS AS (to_tsvector('simple',
+        coalesce(username, '') || ' ' || coalesce(full_name, '') || ' ' || coalesce(category, '') || ' ' || coalesce(bio, ''))) STORED;
+CREATE INDEX IF NOT EXISTS creators_profile_tsv ON creators USING gin (profile_tsv);
