@@ -8,7 +8,14 @@ import dagster as dg
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from assets._common import GROUP_INGEST, check_result, preview_table, stopwatch, throughput_metadata
+from assets._common import (
+    BATCH_BACKFILL_POLICY,
+    GROUP_INGEST,
+    check_result,
+    preview_table,
+    stopwatch,
+    throughput_metadata,
+)
 from assets.images import CREATOR_IMAGES
 from creatorlens.duplicates import near_duplicate_pairs
 from creatorlens.queries import load_queries
@@ -26,6 +33,7 @@ HASH_COLUMNS = ["image_key", "sha256", "pdq_hash", "pdq_quality"]
     ins={"creator_images": dg.AssetIn(key=CREATOR_IMAGES)},
     partitions_def=creator_batches,
     group_name=GROUP_INGEST,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     kinds={"python", "numpy", "postgres"},
     description="Exact (sha256) and near (PDQ) duplicate pairs, within the batch and across the warehouse.",
 )

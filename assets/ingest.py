@@ -13,7 +13,7 @@ import dagster as dg
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from assets._common import GROUP_INGEST, check_result, preview_table, reason_counts, stopwatch
+from assets._common import BATCH_BACKFILL_POLICY, GROUP_INGEST, check_result, preview_table, reason_counts, stopwatch
 from creatorlens.batching import batch_members
 from creatorlens.promotion import CREATOR_COLUMNS, POST_COLUMNS
 from creatorlens.quality import validate_frame
@@ -38,6 +38,7 @@ RAW_POSTS = dg.AssetKey(["raw", "posts"])
     partitions_def=creator_batches,
     group_name=GROUP_INGEST,
     can_subset=False,
+    backfill_policy=BATCH_BACKFILL_POLICY,
 )
 def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceFiles):
     batch = context.partition_key
