@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+from dagster_shared.error import SerializableErrorInfo
 from sqlalchemy.engine import Engine
 
 from creatorlens.operations import BatchFailure, change_marker, record_failure
@@ -117,21 +118,35 @@ def build_new_creator_sensor(batch_size: int) -> dg.SensorDefinition:
     return new_creator_sensor
 
 
+def _root_cause(info: SerializableErrorInfo) -> SerializableErrorInfo:
+    """The user's exception under Dagster's wrappers (DagsterExecutionStepExecutionError → ValueError)."""
+    while info.cause is not None and info.cls_name.startswith("Dagster"):
+        info = info.cause
+    return info
+
+
+def _describe(step_key: str | None, info: SerializableErrorInfo) -> str:
+    """First line: where and what (``[step] ValueError: …``); then the full chain with tracebacks."""
+    root = _root_cause(info)
+    head = f"[{step_key}] " if step_key else ""
+    return f"{head}{root.cls_name}: {root.message.strip()}\n{info.to_string()}"
+
+
 def failure_from_context(context: dg.RunFailureSensorContext) -> BatchFailure:
     """The warehouse row for a failed run: its batch, the steps that failed and the first error."""
     run = context.dagster_run
     record = context.instance.get_run_record_by_id(run.run_id)
     ended = record.end_time if record is not None else None
     step_events = context.get_step_failure_events()
-    errors = [e.step_failure_data.error for e in step_events if e.step_failure_data.error is not None]
+    errors = [(e.step_key, e.step_failure_data.error) for e in step_events if e.step_failure_data.error is not None]
+    if not errors:  # the run failed outside any step (launch, resources, a killed worker)
+        info = getattr(context.failure_event.event_specific_data, "error", None)
+        errors = [(None, info)] if info is not None else []
     if errors:
-        error_class = errors[0].cls_name
-        error = "\n\n".join(f"[{e.step_key}] {err.to_string()}" for e, err in zip(step_events, errors, strict=False))
-    else:  # the run failed outside any step (launch, resources, a killed worker)
-        run_error = context.failure_event.event_specific_data
-        info = getattr(run_error, "error", None)
-        error_class = info.cls_name if info is not None else None
-        error = info.to_string() if info is not None else (context.failure_event.message or "run failed")
+        error_class = _root_cause(errors[0][1]).cls_name
+        error = "\n\n".join(_describe(step, info) for step, info in errors)
+    else:
+        error_class, error = None, context.failure_event.message or "run failed"
     return BatchFailure(
         run_id=run.run_id,
         batch_key=run.tags.get("dagster/partition"),
