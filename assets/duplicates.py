@@ -65,6 +65,13 @@ def image_duplicates(
             "cross_batch_pairs": n_cross,
             "compared_new": len(new),
             "compared_existing": len(existing),
+            # Images of the batch left out of the near-duplicate comparison, and why.
+            "near_skipped_by_reason": dg.MetadataValue.json({
+                reason: n for reason, n in (
+                    ("image_failed", int((creator_images["status"] != "ok").sum())),
+                    ("pdq_quality_below_min", int((new["pdq_quality"] < ingest.pdq_min_quality).sum())),
+                ) if n
+            }),
             "max_distance": ingest.pdq_max_distance,
             "min_quality": ingest.pdq_min_quality,
             **throughput_metadata(len(new), elapsed(), "images"),
