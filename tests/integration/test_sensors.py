@@ -22,7 +22,6 @@ from orchestration.jobs import INGEST_JOB
 from orchestration.partitions import CREATOR_BATCHES
 from orchestration.sensors import NEW_CREATOR_SENSOR, source_fingerprint
 from resources.sources import SourceFiles
-from resources.warehouse import Warehouse
 
 
 def _dump(json_dir: Path, username: str) -> None:
@@ -151,4 +150,3 @@ def test_sensor_uses_the_definitions_resources(sources):
     sensor = build_definitions(settings).resolve_sensor_def(NEW_CREATOR_SENSOR)
     assert sensor.required_resource_keys == {"warehouse", "sources"}
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert Warehouse.from_settings(settings).database_url == settings.database_url

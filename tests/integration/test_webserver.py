@@ -31,7 +31,7 @@ from creatorlens.settings import REPO_ROOT, Settings
 from orchestration.jobs import INGEST_JOB
 from orchestration.runs import discover_batches, local_instance
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:Using variable_values and operation_name:DeprecationWarning")]
 
 LOCATION = "creatorlens"
 BATCH = "batch-00001"
@@ -61,6 +61,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Resets SIGINT to its default, then becomes the command (same PID). A shell that starts pytest in
+# the background leaves SIGINT ignored, children inherit that, and a Dagster process started so
+# also ignores SIGTERM: it could then not be stopped by PID.
+_DEFAULT_SIGINT_EXEC = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+
+
+def _start(command: list[str], **popen_kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _DEFAULT_SIGINT_EXEC, *command], **popen_kwargs)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -100,8 +110,8 @@ def webserver(tmp_path, database_url):
     })
     log = (tmp_path / "webserver.log").open("wb")
     webserver_bin = Path(sys.executable).with_name("dagster-webserver")
-    proc = subprocess.Popen([str(webserver_bin), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-                            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = _start([str(webserver_bin), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+                  cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_until_up(proc, port, tmp_path / "webserver.log")
         yield settings, port, tmp_path / "webserver.log"
