@@ -22,6 +22,16 @@ GROUP_PROFILES = "profiles"
 # Unpartitioned assets (taxonomy, thresholds) live in other groups.
 BATCH_GROUPS = (GROUP_INGEST, GROUP_VISION, GROUP_TAGGING, GROUP_PROFILES, GROUP_WAREHOUSE)
 
+# Operations (issue 6). Steps that use the GPU declare ``pool=GPU_POOL``; dagster.yaml limits the
+# pool to one step at a time per GPU across all runs.
+GPU_POOL = "gpu"
+# Stage assets read ``context.partition_key``: a backfill must give every batch its own run.
+BATCH_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+# For assets doing network I/O: a few step retries, spaced out, with jitter against lockstep.
+NETWORK_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
 
 @contextmanager
 def stopwatch():

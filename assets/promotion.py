@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 import creatorlens
-from assets._common import GROUP_WAREHOUSE
+from assets._common import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE
 from assets.duplicates import IMAGE_DUPLICATES
 from assets.images import CREATOR_IMAGES
 from assets.ingest import RAW_POSTS, RAW_PROFILES
@@ -30,6 +30,7 @@ PROMOTED_BATCH = dg.AssetKey(["warehouse", "promoted_batch"])
     },
     partitions_def=creator_batches,
     group_name=GROUP_WAREHOUSE,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     kinds={"postgres"},
     description="Creators, posts, images (with failures) and duplicate pairs of the batch, upserted in one "
     "transaction (COPY into staging tables, then INSERT … ON CONFLICT on natural keys).",

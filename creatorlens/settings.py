@@ -8,6 +8,7 @@ state folder. Nothing is read at import time; call :func:`get_settings` when you
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,13 @@ class Settings(BaseSettings):
     max_failure_rate: float = Field(default=0.2, ge=0.0, le=1.0)
     image_workers: int | None = Field(default=None, ge=1, description="Image fetch threads.")
     decode_workers: int | None = Field(default=None, ge=1, description="Decode + PDQ processes.")
+    # ---- operations (issue 6) ----
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="CLI and Dagster console logs: coloured text or one JSON object per line."
+    )
+    code_location: Literal["all", "cpu", "gpu"] = Field(
+        default="all", description="What this code location serves (orchestration/locations.py); all = everything."
+    )
 
     # ---- models ----------------------------------------------------------------------------
     model_cache_dir: Path | None = Field(

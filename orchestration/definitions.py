@@ -1,4 +1,4 @@
-"""The one ``Definitions`` object: every asset, check, job and resource, listed explicitly.
+"""The one ``Definitions`` object: every asset, check, job, sensor, schedule and resource, listed explicitly.
 
 ``defs`` is built from :class:`creatorlens.settings.Settings` when Dagster loads this module;
 tests call :func:`build_definitions` with their own settings instead.
@@ -17,6 +17,10 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
 from assets import duplicates, images, ingest, promotion  # noqa: E402
 from creatorlens.settings import Settings, get_settings
 from orchestration.jobs import ingest_batch_job
+from orchestration.locations import for_location
+from orchestration.observability import LOGGERS
+from orchestration.schedules import monthly_reprocess
+from orchestration.sensors import batch_failure_sensor, build_new_creator_sensor
 from resources.blobstore import BlobStore
 from resources.config import IngestConfig
 from resources.io_managers import ParquetIOManager
@@ -53,11 +57,18 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    return dg.Definitions(
-        assets=ASSETS,
-        asset_checks=ASSET_CHECKS,
-        jobs=JOBS,
-        resources=build_resources(settings),
+    return for_location(
+        dg.Definitions(
+            assets=ASSETS,
+            asset_checks=ASSET_CHECKS,
+            jobs=JOBS,
+            resources=build_resources(settings),
+            # ---- operations (issue 6) ----
+            sensors=[build_new_creator_sensor(settings.batch_size), batch_failure_sensor],
+            schedules=[monthly_reprocess],
+            loggers=LOGGERS,
+        ),
+        settings.code_location,
     )
 
 

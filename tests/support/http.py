@@ -19,6 +19,10 @@ class Route:
     delay_s: float = 0.0
     send_length: bool = True  # False: no Content-Length, the body is read until the connection closes
     headers: dict[str, str] = field(default_factory=dict)
+    # The first ``fail_first`` requests answer ``fail_status`` (with ``fail_headers``), then the route.
+    fail_first: int = 0
+    fail_status: int = 503
+    fail_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,6 +48,8 @@ def serve_cdn() -> Iterator[FakeCdn]:
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             cdn.hits.append(self.path)
             route = cdn.routes.get(self.path, Route(404, b"<html>not found</html>", "text/html"))
+            if route.fail_first and cdn.hits.count(self.path) <= route.fail_first:
+                route = Route(route.fail_status, b"slow down", "text/plain", headers=route.fail_headers)
             if route.delay_s:
                 time.sleep(route.delay_s)
             self.send_response(route.status)
