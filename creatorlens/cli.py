@@ -157,6 +157,12 @@ def demo(ctx: click.Context, batch_size: int) -> None:
         sys.exit(1)
 
 
+# ---- profile enrichment (issue 5): the command lives in creatorlens/enrich.py ----
+from creatorlens.enrich import enrich_command  # noqa: E402
+
+cli.add_command(enrich_command)
+
+
 def main() -> None:
     cli(prog_name="creatorlens")
 
