@@ -80,8 +80,8 @@ class PleaseWait(RetryableHttpError):
 class RateLimiter:
     """Token bucket (capacity 1) at ``per_minute`` with a random jitter past each slot.
 
-    Thread-safe. ``defer`` pushes the schedule out (``Retry-After``, backoff, batch pauses), so a
-    pause never lets the following requests catch up in a burst.
+    Thread-safe. ``defer`` holds the next request back (``Retry-After``, backoff, batch pauses);
+    the schedule restarts from there, so a pause never lets later requests catch up in a burst.
     """
 
     def __init__(self, per_minute: float, jitter_s: tuple[float, float] = (2.0, 4.0), *,
@@ -110,11 +110,13 @@ class RateLimiter:
             self._sleep(delay)
         return delay
 
-    def defer(self, seconds: float) -> None:
-        """Push the schedule out by ``seconds``: the next request waits its slot plus the pause."""
+    def defer(self, seconds: float) -> float:
+        """No request before ``seconds`` from now; returns how far that pushed the schedule out."""
         with self._lock:
             now = self._clock()
-            self._next_slot = (now if self._next_slot is None else max(self._next_slot, now)) + seconds
+            planned = now if self._next_slot is None else max(self._next_slot, now)
+            self._next_slot = max(planned, now + seconds)
+            return self._next_slot - planned
 
 
 class ProfileCache:
@@ -202,7 +204,7 @@ class ClientStats:
     responses: Counter = field(default_factory=Counter)  # "200", "429", "timeout", ...
     fetched: int = 0
     cached: int = 0
-    paused_s: float = 0.0
+    paused_s: float = 0.0  # how far pauses pushed the schedule beyond the rate limit's own slots
     batch_pauses: int = 0
     long_pauses: int = 0
     first_request_at: float | None = None
@@ -290,10 +292,8 @@ class ProfileClient:
     # ---------------------------------------------------------------- internals
     def _pause(self, seconds: float) -> None:
         """A deliberate pause (Retry-After, backoff, batch pause): the limiter sleeps it before the next request."""
-        if seconds <= 0:
-            return
-        self.stats.paused_s += seconds
-        self._limiter.defer(seconds)
+        if seconds > 0:
+            self.stats.paused_s += self._limiter.defer(seconds)
 
     def _url(self, username: str) -> str:
         return self.config.url_template.format(username=quote(username, safe=""))

@@ -24,7 +24,7 @@ class Route:
 @dataclass
 class FakeCdn:
     base_url: str
-    routes: dict[str, Route] = field(default_factory=dict)
+    routes: dict[str, Route | list[Route]] = field(default_factory=dict)  # a list: one per request, last repeats
     hits: list[str] = field(default_factory=list)
 
     def url(self, path: str) -> str:
@@ -44,6 +44,8 @@ def serve_cdn() -> Iterator[FakeCdn]:
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             cdn.hits.append(self.path)
             route = cdn.routes.get(self.path, Route(404, b"<html>not found</html>", "text/html"))
+            if isinstance(route, list):
+                route = route.pop(0) if len(route) > 1 else route[0]
             if route.delay_s:
                 time.sleep(route.delay_s)
             self.send_response(route.status)

@@ -110,6 +110,10 @@ def serve_profiles(api: FakeProfileApi | None = None) -> Iterator[FakeProfileApi
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # One buffered write per answer and no Nagle: keep-alive answers in ~1 ms, not after a
+        # 40 ms delayed ACK (which would make the server, not the client, set the request rate).
+        wbufsize = -1
+        disable_nagle_algorithm = True
 
         def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
