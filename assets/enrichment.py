@@ -28,6 +28,7 @@ from resources.profile_api import ProfileApi, ProfileResult
 ENRICHED_PROFILES = dg.AssetKey(["profiles", "enriched"])
 ENRICHED_COLUMNS = (*CREATOR_COLUMNS, "enrich_status", "enriched_fields", "enriched_at")
 LOG_EVERY_S = 30
+PROFILE_API_POOL = "profile_api"
 
 
 def _fetch_all(context: dg.AssetExecutionContext, api: ProfileApi, usernames: list[str]) -> tuple[
@@ -70,6 +71,8 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     partitions_def=creator_batches,
     group_name=GROUP_PROFILES,
     kinds={"python", "pandas"},
+    # One enrichment step at a time across all runs: the rate limit is per API session, not per run.
+    pool=PROFILE_API_POOL,
     description="Creators with empty category/bio (and name, followers, flags) filled from the profile API; "
     "never overwrites. Coverage report before/after in the metadata.",
 )

@@ -192,8 +192,8 @@ def profile_embeddings(context: dg.AssetExecutionContext, config: ForceConfig, e
     df = pd.DataFrame([{k: v for k, v in t.items() if k != "text"} for t in todo], columns=list(EMBEDDING_COLUMNS))
     df["embedding"] = list(vectors)
     sources = df["text_source"].value_counts().to_dict()
-    context.log.info(f"{len(df)} texts embedded on {embedder.device or 'nothing'}, {skipped} unchanged, "
-                     f"{no_text} without text")
+    where = f" on {embedder.device}" if embedder.device else ""
+    context.log.info(f"{len(df)} texts embedded{where}, {skipped} unchanged, {no_text} without text")
     return dg.Output(df, metadata={
         "model": model,
         "device": str(embedder.device or "not loaded"),

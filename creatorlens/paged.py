@@ -29,7 +29,13 @@ from urllib.parse import quote
 import httpx
 
 from creatorlens.enrichment import dig
-from creatorlens.retrying import NETWORK_ERRORS, RetryableHttpError, http_retrying, raise_for_retryable
+from creatorlens.retrying import (
+    NETWORK_ERRORS,
+    HttpClientOwner,
+    RetryableHttpError,
+    http_retrying,
+    raise_for_retryable,
+)
 
 MANIFEST = "manifest.jsonl"
 ERROR_DIR = "errors"
@@ -93,7 +99,7 @@ def _first(doc: Any, paths: Iterable[str]) -> Any:
     return next((v for v in (dig(doc, p) for p in paths) if v not in (None, "")), None)
 
 
-class PagedFetcher:
+class PagedFetcher(HttpClientOwner):
     """Fetch every page of one endpoint for a username into ``out_dir``."""
 
     def __init__(self, out_dir: Path | str, *, http: httpx.Client | None = None,
@@ -104,18 +110,7 @@ class PagedFetcher:
         self.retries = retries
         self.backoff_s = backoff_s
         self._sleep = sleep
-        self._own_http = http is None
-        self._http = http or httpx.Client(timeout=timeout_s, follow_redirects=True)
-
-    def close(self) -> None:
-        if self._own_http:
-            self._http.close()
-
-    def __enter__(self) -> PagedFetcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._init_http(http, timeout=timeout_s, follow_redirects=True)
 
     def _get(self, url: str, params: Mapping[str, str], run: PagedRun) -> httpx.Response:
         def once() -> httpx.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable
+from typing import Self
 from datetime import datetime, timezone
 
 import httpx
@@ -93,3 +94,21 @@ def http_retrying(
         sleep=sleep,
         reraise=True,
     )
+
+
+class HttpClientOwner:
+    """Holds an ``httpx.Client``: a given one is borrowed, a created one is closed with ``close()``."""
+
+    def _init_http(self, http: httpx.Client | None, **client_kwargs: object) -> None:
+        self._own_http = http is None
+        self._http = http or httpx.Client(**client_kwargs)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self._own_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -23,7 +23,7 @@ import httpx
 from pydantic import BaseModel, Field, ValidationError
 
 from creatorlens.llm_profiles import CreatorProfile, extract_json, repair_messages
-from creatorlens.retrying import http_retrying, raise_for_retryable
+from creatorlens.retrying import HttpClientOwner, http_retrying, raise_for_retryable
 from creatorlens.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -63,7 +63,7 @@ def chat_url(base_url: str) -> str:
     return base if base.endswith("/chat/completions") else f"{base}/chat/completions"
 
 
-class ChatClient:
+class ChatClient(HttpClientOwner):
     """Plain httpx client for one endpoint and model; no Dagster in sight."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout_s: float = 120.0,
@@ -74,21 +74,8 @@ class ChatClient:
         self.retries = retries
         self.backoff_s = backoff_s
         self._sleep = sleep
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._own_http = http is None
-        self._http = http or httpx.Client(timeout=timeout_s, headers=headers)
-        if http is not None and headers:
-            self._http.headers.update(headers)
-
-    def close(self) -> None:
-        if self._own_http:
-            self._http.close()
-
-    def __enter__(self) -> ChatClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._init_http(http, timeout=timeout_s)
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, temperature: float | None = 0.2,
              max_tokens: int | None = None, json_mode: bool = False, **extra: Any) -> ChatResult:
@@ -105,7 +92,7 @@ class ChatClient:
         def once() -> httpx.Response:
             nonlocal requests
             requests += 1
-            response = self._http.post(self.url, json=payload)
+            response = self._http.post(self.url, json=payload, headers=self._headers)
             raise_for_retryable(response)
             return response
 

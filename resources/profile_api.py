@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -48,7 +48,7 @@ from creatorlens.enrichment import (
     has_user,
     map_profile,
 )
-from creatorlens.retrying import NETWORK_ERRORS, RetryableHttpError, retry_after_seconds
+from creatorlens.retrying import NETWORK_ERRORS, HttpClientOwner, RetryableHttpError, retry_after_seconds
 from creatorlens.settings import Settings
 from creatorlens.sources import PLATFORM
 
@@ -136,6 +136,12 @@ class ProfileCache:
                    http_status INTEGER, profile TEXT, error TEXT, attempts INTEGER NOT NULL,
                    fetched_at TEXT NOT NULL, PRIMARY KEY (platform, username))"""
         )
+        # Politeness state shared by every run on this cache: profiles fetched since the last
+        # batch pause, and until when a pause lasts (a restarted run keeps to both).
+        self._db.execute(
+            """CREATE TABLE IF NOT EXISTS politeness (
+                   platform TEXT PRIMARY KEY, in_batch INTEGER NOT NULL, resume_at TEXT)"""
+        )
 
     def get(self, username: str) -> ProfileResult | None:
         with self._lock:
@@ -156,6 +162,20 @@ class ProfileCache:
                  json.dumps(result.profile) if result.profile is not None else None, result.error,
                  result.attempts, result.fetched_at.isoformat()),
             )
+
+    def politeness(self) -> tuple[int, datetime | None]:
+        """(profiles fetched since the last batch pause, end of the current pause or None)."""
+        with self._lock:
+            row = self._db.execute("SELECT in_batch, resume_at FROM politeness WHERE platform = ?",
+                                   (self.platform,)).fetchone()
+        if row is None:
+            return 0, None
+        return row[0], datetime.fromisoformat(row[1]) if row[1] else None
+
+    def set_politeness(self, in_batch: int, resume_at: datetime | None = None) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO politeness VALUES (?, ?, ?)",
+                             (self.platform, in_batch, resume_at.isoformat() if resume_at else None))
 
     def clear(self, usernames: Iterable[str] | None = None) -> int:
         """Forget the given usernames (all when ``None``); returns rows removed."""
@@ -225,7 +245,7 @@ class _Tries:
     total: int = 0
 
 
-class ProfileClient:
+class ProfileClient(HttpClientOwner):
     """Fetch profiles one by one through the rate limiter, the retry policy and the cache."""
 
     def __init__(self, config: ProfileClientConfig, cache: ProfileCache, *, http: httpx.Client | None = None,
@@ -234,20 +254,8 @@ class ProfileClient:
         self.cache = cache
         self.stats = ClientStats()
         self._limiter = RateLimiter(config.rate_per_minute, config.jitter_s, sleep=sleep, rng=rng)
-        self._own_http = http is None
-        self._http = http or httpx.Client(timeout=httpx.Timeout(config.timeout_s), follow_redirects=True)
+        self._init_http(http, timeout=httpx.Timeout(config.timeout_s), follow_redirects=True)
         self._please_wait_streak = 0
-        self._in_batch = 0
-
-    def close(self) -> None:
-        if self._own_http:
-            self._http.close()
-
-    def __enter__(self) -> ProfileClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ---------------------------------------------------------------- public API
     def fetch(self, username: str, *, force: bool = False) -> ProfileResult:
@@ -266,27 +274,34 @@ class ProfileClient:
                    on_batch: Callable[[], None] | None = None) -> Iterator[ProfileResult]:
         """Fetch in order; after every ``batch_size`` network fetches call ``on_batch`` and pause.
 
-        The pause happens before the next network fetch, so a finished run never waits for nothing.
+        The pause happens before the next network fetch, so a finished run never waits for
+        nothing. The count and the pause live in the cache, so they hold across runs (one
+        Dagster run per creator batch) and across a restart.
         """
         names = list(dict.fromkeys(usernames))
         if limit is not None:
             names = names[:limit]
         if force:
             self.cache.clear(names)
+        in_batch, resume_at = self.cache.politeness()
+        if resume_at is not None:
+            self._pause((resume_at - datetime.now(UTC)).total_seconds())
         for username in names:
             cached = self.cache.get(username)
             if cached is not None and cached.terminal:
                 self.stats.cached += 1
                 yield cached
                 continue
-            if self._in_batch >= self.config.batch_size:
+            if in_batch >= self.config.batch_size:
+                self.cache.set_politeness(0, datetime.now(UTC) + timedelta(seconds=self.config.batch_pause_s))
                 self._pause(self.config.batch_pause_s)
                 self.stats.batch_pauses += 1
-                self._in_batch = 0
+                in_batch = 0
             result = self.fetch(username, force=True)
-            self._in_batch += 1
+            in_batch += 1
+            self.cache.set_politeness(in_batch)
             yield result  # the caller applies it first, so its checkpoint includes this profile
-            if self._in_batch >= self.config.batch_size and on_batch is not None:
+            if in_batch >= self.config.batch_size and on_batch is not None:
                 on_batch()
 
     # ---------------------------------------------------------------- internals
@@ -397,6 +412,11 @@ def _json_object(raw: str | None, what: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+# Resource fields passed to ProfileClientConfig as they are.
+_SAME_NAMED = ("user_path", "rate_per_minute", "batch_size", "batch_pause_s", "timeout_s", "network_retries",
+               "backoff_s", "rate_limit_retries", "rate_limit_backoff_s", "please_wait_pause_s")
+
+
 class ProfileApi(dg.ConfigurableResource):
     """The profile API (Instagram ``web_profile_info`` shape by default). Optional: with no URL
     template the enrichment asset passes profiles through unchanged."""
@@ -405,7 +425,7 @@ class ProfileApi(dg.ConfigurableResource):
     headers_json: str | None = Field(default=None, description="Request headers as a JSON object (from env).")
     mapping_json: str | None = Field(default=None, description="Field -> dotted path overrides (JSON object).")
     user_path: str = Field(default=DEFAULT_USER_PATH, description="Path of the user object; missing = not found.")
-    rate_limit_per_minute: float = Field(default=10.0, gt=0)
+    rate_per_minute: float = Field(default=10.0, gt=0)
     jitter_min_s: float = Field(default=2.0, ge=0)
     jitter_max_s: float = Field(default=4.0, ge=0)
     batch_size: int = Field(default=100, ge=1)
@@ -424,7 +444,7 @@ class ProfileApi(dg.ConfigurableResource):
             url_template=settings.profile_url_template,
             headers_json=settings.profile_headers.get_secret_value() if settings.profile_headers else None,
             mapping_json=settings.profile_mapping,
-            rate_limit_per_minute=settings.profile_rate_limit,
+            rate_per_minute=settings.profile_rate_limit,
             jitter_min_s=settings.profile_jitter_min_s,
             jitter_max_s=settings.profile_jitter_max_s,
             batch_size=settings.profile_batch_size,
@@ -445,17 +465,8 @@ class ProfileApi(dg.ConfigurableResource):
             url_template=self.url_template,
             headers=_json_object(self.headers_json, "profile headers"),
             mapping={**DEFAULT_MAPPING, **_json_object(self.mapping_json, "profile mapping")},
-            user_path=self.user_path,
-            rate_per_minute=self.rate_limit_per_minute,
             jitter_s=(self.jitter_min_s, max(self.jitter_min_s, self.jitter_max_s)),
-            batch_size=self.batch_size,
-            batch_pause_s=self.batch_pause_s,
-            timeout_s=self.timeout_s,
-            network_retries=self.network_retries,
-            backoff_s=self.backoff_s,
-            rate_limit_retries=self.rate_limit_retries,
-            rate_limit_backoff_s=self.rate_limit_backoff_s,
-            please_wait_pause_s=self.please_wait_pause_s,
+            **{name: getattr(self, name) for name in _SAME_NAMED},
         )
 
     @contextmanager

@@ -19,8 +19,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.http import LoopbackHandler, serve_handler
 
 _USERNAME = re.compile(r"Username: @([a-z0-9._]+)")
 _CATEGORY = re.compile(r"Category: (.+)")
@@ -75,19 +76,9 @@ def _completion(content: str, model: str) -> bytes:
 def serve_llm(llm: FakeLlm | None = None) -> Iterator[FakeLlm]:
     llm = llm or FakeLlm()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        wbufsize = -1
-        disable_nagle_algorithm = True
-
+    class Handler(LoopbackHandler):
         def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(status, body, "application/json", headers)
 
         def do_POST(self) -> None:  # noqa: N802 - http.server API
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
@@ -112,16 +103,6 @@ def serve_llm(llm: FakeLlm | None = None) -> Iterator[FakeLlm]:
             else:
                 self._send(200, _completion(json.dumps(profile), model))
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    llm.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_handler(Handler) as base_url:
+        llm.base_url = base_url + "/v1"
         yield llm
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -25,9 +25,10 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.http import LoopbackHandler, serve_handler
 
 PATH = "/api/v1/users/web_profile_info/"
 NOT_FOUND_HTML = b"<!DOCTYPE html><html><head><title>Page Not Found &bull; Instagram</title></head><body></body></html>"
@@ -108,30 +109,12 @@ class FakeProfileApi:
 def serve_profiles(api: FakeProfileApi | None = None) -> Iterator[FakeProfileApi]:
     api = api or FakeProfileApi()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # One buffered write per answer and no Nagle: keep-alive answers in ~1 ms, not after a
-        # 40 ms delayed ACK (which would make the server, not the client, set the request rate).
-        wbufsize = -1
-        disable_nagle_algorithm = True
-
-        def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            try:
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client timed out and hung up
-
+    class Handler(LoopbackHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             url = urlsplit(self.path)
             username = parse_qs(url.query).get("username", [""])[0]
             if url.path != PATH or not username:
-                self._send(404, NOT_FOUND_HTML, "text/html")
+                self.answer(404, NOT_FOUND_HTML, "text/html")
                 return
             behaviour = api.behaviour(username)
             if api.delay_s:
@@ -141,31 +124,21 @@ def serve_profiles(api: FakeProfileApi | None = None) -> Iterator[FakeProfileApi
                 return
             if behaviour == "429":
                 headers = {"Retry-After": api.retry_after} if api.retry_after is not None else {}
-                self._send(429, b'{"message": "rate limited", "status": "fail"}', "application/json", headers)
+                self.answer(429, b'{"message": "rate limited", "status": "fail"}', "application/json", headers)
             elif behaviour == "please_wait":
-                self._send(401, PLEASE_WAIT_BODY, "application/json")
+                self.answer(401, PLEASE_WAIT_BODY, "application/json")
             elif behaviour == "500":
-                self._send(500, b"<html>oops</html>", "text/html")
+                self.answer(500, b"<html>oops</html>", "text/html")
             elif behaviour == "html" or username not in api.profiles:
-                self._send(200, NOT_FOUND_HTML, "text/html; charset=utf-8")
+                self.answer(200, NOT_FOUND_HTML, "text/html; charset=utf-8")
             else:
                 if behaviour == "slow":
                     time.sleep(api.slow_s)
                 body = json.dumps({"data": {"user": api.profiles[username]}, "status": "ok"}).encode()
                 with api.lock:
                     api.served_ok[username] += 1
-                self._send(200, body, "application/json; charset=utf-8")
+                self.answer(200, body, "application/json; charset=utf-8")
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    api.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_handler(Handler) as base_url:
+        api.base_url = base_url
         yield api
-    finally:
-        server.shutdown()
-        server.server_close()

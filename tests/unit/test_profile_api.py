@@ -6,6 +6,7 @@ Waits are real but short: jitter 0, Retry-After 1 s, backoffs of a few tenths of
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -141,6 +142,24 @@ def test_requests_keep_to_the_rate_and_batches_pause(api, tmp_path):
     assert sum(g > 0.5 for g in gaps) == 2
     assert elapsed >= 2 * 0.5 + 4 * 0.1
     assert stats.request_rate_per_minute() == pytest.approx(600, rel=0.15)
+
+
+def test_batch_count_and_pause_hold_across_runs(api, tmp_path):
+    for name in ("r1", "r2", "r3", "r4"):
+        api.add(name)
+    cache_path = tmp_path / "c.sqlite"
+    options = {"batch_size": 2, "batch_pause_s": 0.8}
+    with make_client(api, cache_path, **options) as client:  # one Dagster run: a batch of 2, then stops
+        list(client.fetch_many(["r1", "r2"]))
+    with make_client(api, cache_path, **options) as client:  # the next run starts with the pause
+        started = time.monotonic()
+        list(client.fetch_many(["r3"]))
+        assert time.monotonic() - started >= 0.8 and client.stats.batch_pauses == 1
+    with make_client(api, cache_path, **options) as client:  # killed mid-pause? a restart still waits
+        client.cache.set_politeness(0, datetime.now(UTC) + timedelta(seconds=0.5))
+        started = time.monotonic()
+        list(client.fetch_many(["r4"]))
+        assert time.monotonic() - started >= 0.45
 
 
 def test_rate_limiter_average_gap_is_the_slot_whatever_the_jitter():
