@@ -116,3 +116,13 @@ class Settings(BaseSettings):
 def get_settings(**overrides: object) -> Settings:
     """Read settings from the environment now (never cached: tests may change the env)."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def env_secret(name: str) -> str | None:
+    """A secret setting (a ``SecretStr`` field, e.g. ``llm_api_key``) read from the environment now.
+
+    Resources call this when they open a client, so secrets never sit in resource config, which
+    the Dagster UI displays.
+    """
+    secret = getattr(get_settings(), name)
+    return secret.get_secret_value() if secret is not None else None

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from creatorlens.llm_profiles import CreatorProfile, extract_json, repair_messages
 from creatorlens.retrying import HttpClientOwner, http_retrying, raise_for_retryable
-from creatorlens.settings import Settings
+from creatorlens.settings import Settings, env_secret
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -129,7 +129,9 @@ class LlmClient(dg.ConfigurableResource):
 
     base_url: str | None = Field(default=None, description="e.g. https://api.openai.com/v1, http://localhost:11434/v1")
     model: str | None = Field(default=None, description="Model name the endpoint knows.")
-    api_key: str | None = Field(default=None, description="Bearer token (from LLM_API_KEY); empty for local servers.")
+    api_key: str | None = Field(
+        default=None, description="Bearer token; empty = LLM_API_KEY, read when the client opens (kept out of the "
+        "resource config, so the Dagster UI never shows it). Local servers need none.")
     timeout_s: float = Field(default=120.0, gt=0)
     retries: int = Field(default=5, ge=0, description="Retries on 429/5xx/network errors.")
     backoff_s: float = Field(default=1.0, ge=0, description="First backoff; doubles per retry (1, 2, 4, 8, 16 s).")
@@ -140,9 +142,7 @@ class LlmClient(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LlmClient:
-        return cls(base_url=settings.llm_base_url, model=settings.llm_model,
-                   api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-                   timeout_s=settings.llm_timeout_s)
+        return cls(base_url=settings.llm_base_url, model=settings.llm_model, timeout_s=settings.llm_timeout_s)
 
     @property
     def configured(self) -> bool:
@@ -152,7 +152,8 @@ class LlmClient(dg.ConfigurableResource):
     def client(self) -> Iterator[ChatClient]:
         if not self.base_url or not self.model:
             raise LlmError("no LLM endpoint configured (LLM_BASE_URL and LLM_MODEL)")
-        with ChatClient(self.base_url, self.model, self.api_key, timeout_s=self.timeout_s, retries=self.retries,
+        key = self.api_key or env_secret("llm_api_key")
+        with ChatClient(self.base_url, self.model, key, timeout_s=self.timeout_s, retries=self.retries,
                         backoff_s=self.backoff_s) as chat_client:
             yield chat_client
 

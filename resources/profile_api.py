@@ -49,7 +49,7 @@ from creatorlens.enrichment import (
     map_profile,
 )
 from creatorlens.retrying import NETWORK_ERRORS, HttpClientOwner, RetryableHttpError, retry_after_seconds
-from creatorlens.settings import Settings
+from creatorlens.settings import Settings, env_secret
 from creatorlens.sources import PLATFORM
 
 PLEASE_WAIT = "please wait"
@@ -422,7 +422,9 @@ class ProfileApi(dg.ConfigurableResource):
     template the enrichment asset passes profiles through unchanged."""
 
     url_template: str | None = Field(default=None, description="URL with a {username} placeholder; empty = off.")
-    headers_json: str | None = Field(default=None, description="Request headers as a JSON object (from env).")
+    headers_json: str | None = Field(
+        default=None, description="Request headers as a JSON object; empty = CREATORLENS_PROFILE_HEADERS, read when "
+        "the client opens (kept out of the resource config, so the Dagster UI never shows it).")
     mapping_json: str | None = Field(default=None, description="Field -> dotted path overrides (JSON object).")
     user_path: str = Field(default=DEFAULT_USER_PATH, description="Path of the user object; missing = not found.")
     rate_per_minute: float = Field(default=10.0, gt=0)
@@ -442,7 +444,6 @@ class ProfileApi(dg.ConfigurableResource):
     def from_settings(cls, settings: Settings) -> ProfileApi:
         return cls(
             url_template=settings.profile_url_template,
-            headers_json=settings.profile_headers.get_secret_value() if settings.profile_headers else None,
             mapping_json=settings.profile_mapping,
             rate_per_minute=settings.profile_rate_limit,
             jitter_min_s=settings.profile_jitter_min_s,
@@ -463,7 +464,7 @@ class ProfileApi(dg.ConfigurableResource):
             raise ValueError("no profile API URL template configured (CREATORLENS_PROFILE_URL_TEMPLATE)")
         return ProfileClientConfig(
             url_template=self.url_template,
-            headers=_json_object(self.headers_json, "profile headers"),
+            headers=_json_object(self.headers_json or env_secret("profile_headers"), "profile headers"),
             mapping={**DEFAULT_MAPPING, **_json_object(self.mapping_json, "profile mapping")},
             jitter_s=(self.jitter_min_s, max(self.jitter_min_s, self.jitter_max_s)),
             **{name: getattr(self, name) for name in _SAME_NAMED},

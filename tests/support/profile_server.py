@@ -82,6 +82,7 @@ class FakeProfileApi:
     hits: Counter = field(default_factory=Counter)  # requests per username
     served_ok: Counter = field(default_factory=Counter)  # 200 JSON profiles per username
     log: list[tuple[float, str, str]] = field(default_factory=list)  # (monotonic time, username, behaviour)
+    headers: list[dict[str, str]] = field(default_factory=list)  # request headers, in order
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -116,6 +117,7 @@ def serve_profiles(api: FakeProfileApi | None = None) -> Iterator[FakeProfileApi
             if url.path != PATH or not username:
                 self.answer(404, NOT_FOUND_HTML, "text/html")
                 return
+            api.headers.append(dict(self.headers))
             behaviour = api.behaviour(username)
             if api.delay_s:
                 time.sleep(api.delay_s)

@@ -109,3 +109,13 @@ def test_schema_wants_a_two_to_three_sentence_persona():
     for persona in ("Only one sentence here without end", "One. Two. Three. Four."):
         with pytest.raises(ValidationError):
             CreatorProfile.model_validate({**good, "persona": persona})
+
+
+def test_api_key_comes_from_the_environment_and_stays_out_of_resource_config(llm, monkeypatch):
+    from creatorlens.settings import Settings
+
+    monkeypatch.setenv("LLM_API_KEY", "sk-from-env")
+    resource = LlmClient.from_settings(Settings(llm_base_url=llm.base_url, llm_model="m"))
+    assert resource.api_key is None and "sk-from-env" not in resource.model_dump_json()
+    resource.chat(messages())
+    assert llm.headers[-1]["Authorization"] == "Bearer sk-from-env"

@@ -206,3 +206,17 @@ def test_fill_never_overwrites_and_coverage_counts_what_was_gained():
     assert report.gained == 2 and report.business_share == 0.5
     assert report.as_dict()["fill_rate_after"]["bio"] == pytest.approx(2 / 3, abs=1e-4)
     assert "net profiles gained" in report.text() and "| category | 33.3% | 66.7% | +1 |" in report.markdown()
+
+
+def test_headers_come_from_the_environment_and_stay_out_of_resource_config(api, tmp_path, monkeypatch):
+    from creatorlens.settings import Settings
+    from resources.profile_api import ProfileApi
+
+    api.add("hdr")
+    monkeypatch.setenv("CREATORLENS_PROFILE_HEADERS", '{"x-ig-app-id": "936619743392459", "Cookie": "sessionid=s3cret"}')
+    resource = ProfileApi.from_settings(Settings(state_dir=tmp_path, profile_url_template=api.url_template,
+                                                 profile_jitter_min_s=0, profile_jitter_max_s=0))
+    assert "s3cret" not in resource.model_dump_json()
+    with resource.open_client() as client:
+        assert client.fetch("hdr").status == FetchStatus.OK
+    assert api.headers[-1]["x-ig-app-id"] == "936619743392459" and api.headers[-1]["Cookie"] == "sessionid=s3cret"
