@@ -87,6 +87,13 @@ def _importable_torchvision() -> None:
     """
     if "torchvision" in sys.modules:
         return
+    try:  # the shared shim (gpu_ops.compat, from the model-layer work) wins when it is there:
+        from gpu_ops.compat import ensure_torchvision  # it also gives nms a CPU kernel for vision
+    except ImportError:
+        pass
+    else:
+        ensure_torchvision()
+        return
     try:
         import torchvision  # noqa: F401
         return
