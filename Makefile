@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/promotion.py
 	$(BIN)/python bench/decode_pdq.py
 	$(BIN)/python bench/sensor_tick.py
+	$(BIN)/python bench/enrich_faults.py
 
 clean:
 	rm -rf $(STATE_DIR)

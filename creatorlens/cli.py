@@ -161,9 +161,11 @@ def demo(ctx: click.Context, batch_size: int) -> None:
 
 def _register_groups() -> None:
     from creatorlens.cli_models import models
+    from creatorlens.enrich import enrich_command
 
     cli.add_command(models)
     cli.add_command(status)
+    cli.add_command(enrich_command)
 
 
 _register_groups()

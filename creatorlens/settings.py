@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +62,37 @@ class Settings(BaseSettings):
     )
     inference_batch_size: int = Field(default=16, ge=1, description="Images per inference batch.")
 
+    # ---- profiles (issue 5): profile API, MongoDB raw responses, LLM endpoint ---------------
+    profile_url_template: str | None = Field(
+        default=None, description="Profile API URL with a {username} placeholder; unset = no enrichment."
+    )
+    profile_headers: SecretStr | None = Field(default=None, description="Profile API headers, a JSON object.")
+    profile_mapping: str | None = Field(default=None, description="Field -> dotted path overrides, JSON.")
+    profile_rate_limit: float = Field(default=10.0, gt=0, description="Profile API requests per minute.")
+    profile_jitter_min_s: float = Field(default=2.0, ge=0)
+    profile_jitter_max_s: float = Field(default=4.0, ge=0)
+    profile_batch_size: int = Field(default=100, ge=1, description="Profiles fetched between two pauses.")
+    profile_batch_pause_s: float = Field(default=1800.0, ge=0)
+    profile_timeout_s: float = Field(default=20.0, gt=0)
+    profile_please_wait_pause_s: float = Field(default=900.0, ge=0, description="Pause after 5 'please wait' 401s.")
+    profile_cache: Path | None = Field(default=None, description="Profile cache (SQLite) override.")
+    mongodb_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("MONGODB_URL", "CREATORLENS_MONGODB_URL"),
+        description="MongoDB with raw API responses; unset = no MongoDB source.",
+    )
+    mongodb_database: str = Field(default="creatorlens")
+    mongodb_collection: str = Field(default="raw_api_responses")
+    llm_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("LLM_BASE_URL", "CREATORLENS_LLM_BASE_URL"),
+        description="OpenAI-compatible base URL (ending in /v1); unset = no LLM profiles.",
+    )
+    llm_model: str | None = Field(default=None, validation_alias=AliasChoices("LLM_MODEL", "CREATORLENS_LLM_MODEL"))
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("LLM_API_KEY", "CREATORLENS_LLM_API_KEY")
+    )
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    text_embed_device: str | None = Field(default=None, description="Force cpu/cuda/mps for text embeddings.")
+
     # ---- derived paths -------------------------------------------------------------------
     @property
     def is_embedded(self) -> bool:
@@ -99,7 +130,21 @@ class Settings(BaseSettings):
     def resolved_json_dir(self) -> Path:
         return self.json_dir or self.sample_root / "json"
 
+    @property
+    def resolved_profile_cache(self) -> Path:
+        return self.profile_cache or self.state_dir / "profile_cache.sqlite"
+
 
 def get_settings(**overrides: object) -> Settings:
     """Read settings from the environment now (never cached: tests may change the env)."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def env_secret(name: str) -> str | None:
+    """A secret setting (a ``SecretStr`` field, e.g. ``llm_api_key``) read from the environment now.
+
+    Resources call this when they open a client, so secrets never sit in resource config, which
+    the Dagster UI displays.
+    """
+    secret = getattr(get_settings(), name)
+    return secret.get_secret_value() if secret is not None else None

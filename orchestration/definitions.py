@@ -15,6 +15,7 @@ import dagster as dg
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
 
 from assets import duplicates, images, ingest, promotion  # noqa: E402
+from assets import enrichment, llm_profiles, profile_promotion  # noqa: E402  (profiles, issue 5)
 from creatorlens.settings import Settings, get_settings
 from orchestration.jobs import ingest_batch_job
 from orchestration.locations import for_location
@@ -25,16 +26,25 @@ from resources.blobstore import BlobStore
 from resources.config import IngestConfig
 from resources.io_managers import ParquetIOManager
 from resources.models import ModelRegistry
+from resources.llm import LlmClient
+from resources.profile_api import ProfileApi
 from resources.sources import SourceFiles
+from resources.text_models import TextEmbeddings
 from resources.warehouse import Warehouse
 
 ASSETS = [ingest.raw_sources, images.creator_images, duplicates.image_duplicates, promotion.promoted_batch]
+# ---- profiles (issue 5)
+ASSETS += [enrichment.enriched_profiles, llm_profiles.llm_profiles, llm_profiles.profile_embeddings,
+           profile_promotion.promoted_profiles]
 ASSET_CHECKS = [
     ingest.raw_profiles_valid,
     ingest.raw_posts_valid,
     images.creator_images_quality,
     duplicates.image_duplicates_valid,
 ]
+# ---- profiles (issue 5)
+ASSET_CHECKS += [enrichment.enriched_profiles_valid, llm_profiles.llm_profiles_valid,
+                 llm_profiles.profile_embeddings_valid]
 JOBS = [ingest_batch_job]
 
 
@@ -53,6 +63,10 @@ def build_resources(settings: Settings) -> dict[str, object]:
         ),
         "io_manager": ParquetIOManager(base_dir=str(settings.parquet_root)),
         "models": ModelRegistry.from_settings(settings),
+        # ---- profiles (issue 5)
+        "profile_api": ProfileApi.from_settings(settings),
+        "llm": LlmClient.from_settings(settings),
+        "text_embeddings": TextEmbeddings.from_settings(settings),
     }
 
 

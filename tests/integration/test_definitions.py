@@ -20,12 +20,22 @@ EXPECTED_ASSETS = {
     "images/creator_images": {"raw/posts"},
     "images/duplicates": {"images/creator_images"},
     "warehouse/promoted_batch": {"raw/profiles", "raw/posts", "images/creator_images", "images/duplicates"},
+    # profiles (issue 5)
+    "profiles/enriched": {"raw/profiles"},
+    "profiles/llm": {"profiles/enriched", "raw/posts"},
+    "profiles/embeddings": {"profiles/enriched", "profiles/llm"},
+    "warehouse/promoted_profiles": {"profiles/enriched", "profiles/llm", "profiles/embeddings",
+                                    "warehouse/promoted_batch"},
 }
 EXPECTED_CHECKS = {
     ("raw/profiles", "raw_profiles_valid"),
     ("raw/posts", "raw_posts_valid"),
     ("images/creator_images", "creator_images_quality"),
     ("images/duplicates", "image_duplicates_valid"),
+    # profiles (issue 5)
+    ("profiles/enriched", "enriched_profiles_valid"),
+    ("profiles/llm", "llm_profiles_valid"),
+    ("profiles/embeddings", "profile_embeddings_valid"),
 }
 
 
@@ -42,7 +52,7 @@ def test_asset_graph_snapshot(tmp_path):
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == EXPECTED_CHECKS
     for spec in defs.resolve_all_asset_specs():
-        assert spec.group_name in {"ingest", "warehouse"} and spec.kinds, spec.key
+        assert spec.group_name in {"ingest", "warehouse", "profiles"} and spec.kinds, spec.key
 
 
 def test_every_check_is_blocking_and_partitioned(tmp_path):
