@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         default_factory=dict, description='Forced backend per family, JSON: {"person_detector": "hog"}.'
     )
     inference_batch_size: int = Field(default=16, ge=1, description="Images per inference batch.")
+    model_weights: dict[str, str] = Field(
+        default_factory=dict,
+        description='Weights per family kept outside the cache, JSON: {"face_embedder": "/models/w600k_r50.onnx"}.',
+    )
 
     # ---- derived paths -------------------------------------------------------------------
     @property

@@ -15,6 +15,7 @@ import dagster as dg
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
 
 from assets import duplicates, images, ingest, promotion  # noqa: E402
+from assets import vision, vision_faces, vision_features, vision_ocr, vision_promotion  # noqa: E402
 from creatorlens.settings import Settings, get_settings
 from orchestration.jobs import ingest_batch_job
 from resources.blobstore import BlobStore
@@ -22,6 +23,7 @@ from resources.config import IngestConfig
 from resources.io_managers import ParquetIOManager
 from resources.models import ModelRegistry
 from resources.sources import SourceFiles
+from resources.vision import VisionConfig
 from resources.warehouse import Warehouse
 
 ASSETS = [ingest.raw_sources, images.creator_images, duplicates.image_duplicates, promotion.promoted_batch]
@@ -30,6 +32,22 @@ ASSET_CHECKS = [
     ingest.raw_posts_valid,
     images.creator_images_quality,
     duplicates.image_duplicates_valid,
+]
+# --- vision stages (issue 3) ---
+ASSETS += [
+    vision.persons,
+    vision.keypoints,
+    vision_ocr.ocr,
+    vision_faces.faces,
+    vision_features.image_features_asset,
+    vision_promotion.vision_promoted,
+]
+ASSET_CHECKS += [
+    vision.persons_valid,
+    vision.keypoints_valid,
+    vision_ocr.ocr_valid,
+    vision_faces.faces_valid,
+    vision_features.image_features_valid,
 ]
 JOBS = [ingest_batch_job]
 
@@ -49,6 +67,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         ),
         "io_manager": ParquetIOManager(base_dir=str(settings.parquet_root)),
         "models": ModelRegistry.from_settings(settings),
+        "vision": VisionConfig(),
     }
 
 
