@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from assets._common import reason_counts, stopwatch, throughput_metadata
+from assets._common import GROUP_VISION, reason_counts, stopwatch, throughput_metadata
 from gpu_ops.base import ModelBackend
 from gpu_ops.loader import decode_rgb, image_batches
+from orchestration.partitions import creator_batches
 from resources.blobstore import BlobStore
 from resources.vision import VisionConfig
 
@@ -71,6 +72,39 @@ def safe_predict(model: ModelBackend, inputs: Sequence[Any]) -> list[Any]:
             except Exception as exc:  # recorded as this item's failure row by the caller
                 out.append(exc)
         return out
+
+
+# What a stage makes of one decoded image and the model's answer for it.
+RowsFn = Callable[[dict[str, Any], np.ndarray, Any], list[dict[str, Any]]]
+
+
+def per_image(model: ModelBackend, rows_for: RowsFn) -> "BatchFn":
+    """A batch step that runs ``model`` on the batch and turns each answer into rows with ``rows_for``;
+    an image the model fails on gets one ``failed`` row (``inference_error``)."""
+
+    def process(images: list[dict[str, Any]], arrays: list[np.ndarray]) -> list[list[dict[str, Any]]]:
+        out = []
+        for image, array, result in zip(images, arrays, safe_predict(model, arrays), strict=True):
+            if isinstance(result, Exception):
+                out.append([status_row(image, "failed", "inference_error", f"{type(result).__name__}: {result}")])
+            else:
+                out.append(rows_for(image, array, result))
+        return out
+
+    return process
+
+
+def stage_asset(key: dg.AssetKey, upstream: tuple[str, dg.AssetKey], *, kinds: set[str], description: str):
+    """The decorator every model-running vision stage shares: partitioned per batch, pool ``gpu``."""
+    return dg.asset(
+        key=key,
+        ins={upstream[0]: dg.AssetIn(key=upstream[1])},
+        partitions_def=creator_batches,
+        group_name=GROUP_VISION,
+        pool="gpu",
+        kinds=kinds,
+        description=description,
+    )
 
 
 def scale_to_original(image: dict[str, Any], array: np.ndarray) -> tuple[float, float]:
@@ -136,7 +170,16 @@ def scan_images(
     return result
 
 
-def stage_metadata(df: pd.DataFrame, scan: ScanResult, *, unit: str, versions: dict[str, str],
+def stage_output(scan: ScanResult, columns: Sequence[str], *, ints: Sequence[str], unit: str,
+                 versions: dict[str, str | None], extra: dict[str, Any] | None = None) -> dg.Output[pd.DataFrame]:
+    """The stage's frame (nullable integer columns as ``Int64``) with its metadata."""
+    df = scan.frame(columns)
+    for col in ints:
+        df[col] = df[col].astype("Int64")
+    return dg.Output(df, metadata=stage_metadata(df, scan, unit=unit, versions=versions, extra=extra))
+
+
+def stage_metadata(df: pd.DataFrame, scan: ScanResult, *, unit: str, versions: dict[str, str | None],
                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Counts, statuses, failures by reason, seconds, images/s and model versions for the UI."""
     failed = df[df["status"] == "failed"] if len(df) else df

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from assets._common import GROUP_VISION, check_result
+from assets._common import check_result
 from assets._vision import (
     BASE_COLUMNS,
     KEYPOINTS,
@@ -24,10 +24,12 @@ from assets._vision import (
     coverage_expectations,
     in_unit_range,
     ok_images,
+    per_image,
     safe_predict,
     scale_to_original,
     scan_images,
-    stage_metadata,
+    stage_asset,
+    stage_output,
     status_row,
 )
 from assets.images import CREATOR_IMAGES
@@ -87,41 +89,24 @@ def person_rows(image: dict[str, Any], array: np.ndarray, boxes: list[PersonBox]
     return [status_row(image, "no_person", reason, detail, model_version=version)]
 
 
-@dg.asset(
-    key=PERSONS,
-    ins={"creator_images": dg.AssetIn(key=CREATOR_IMAGES)},
-    partitions_def=creator_batches,
-    group_name=GROUP_VISION,
-    pool="gpu",
-    kinds={"python", "pytorch", "pandas"},
-    description="People in each image (YOLOv8 on a GPU; MediaPipe's or OpenCV's bundled detector on a CPU): "
-    "boxes, scores, and crops above a minimum size stored in the blob store.",
-)
+@stage_asset(PERSONS, ("creator_images", CREATOR_IMAGES), kinds={"python", "pytorch", "pandas"},
+             description="People in each image (YOLOv8 on a GPU; MediaPipe's or OpenCV's bundled detector on a "
+             "CPU): boxes, scores, and crops above a minimum size stored in the blob store.")
 def persons(
     context: dg.AssetExecutionContext, creator_images: pd.DataFrame, blobs: BlobStore, models: ModelRegistry,
     vision: VisionConfig,
 ) -> dg.Output[pd.DataFrame]:
     detector = models.load("person_detector")
     context.log.info(f"person detector {detector.version} on {detector.device}")
-
-    def process(images: list[dict[str, Any]], arrays: list[np.ndarray]) -> list[list[dict[str, Any]]]:
-        out = []
-        for image, array, found in zip(images, arrays, safe_predict(detector, arrays), strict=True):
-            if isinstance(found, Exception):
-                out.append([status_row(image, "failed", "inference_error", f"{type(found).__name__}: {found}")])
-            else:
-                out.append(person_rows(image, array, found, vision=vision, blobs=blobs, version=detector.version))
-        return out
-
+    process = per_image(detector, lambda image, array, boxes: person_rows(
+        image, array, boxes, vision=vision, blobs=blobs, version=detector.version))
     scan = scan_images(context, ok_images(creator_images), blobs, vision, models.batch_size, process, stage="persons")
-    df = scan.frame(PERSON_COLUMNS)
-    for col in ("person_idx", "crop_width", "crop_height", "image_width", "image_height"):
-        df[col] = df[col].astype("Int64")
-    return dg.Output(df, metadata=stage_metadata(
-        df, scan, unit="persons", versions={"person_detector": detector.version},
-        extra={"device": str(detector.device), "batch_size": models.batch_size,
-               "dropped_below_min_size": int((df["reason"] == "below_min_size").sum())},
-    ))
+    dropped = sum(r["reason"] == "below_min_size" for r in scan.rows)
+    return stage_output(scan, PERSON_COLUMNS, ints=("person_idx", "crop_width", "crop_height", "image_width",
+                                                    "image_height"),
+                        unit="persons", versions={"person_detector": detector.version},
+                        extra={"device": str(detector.device), "batch_size": models.batch_size,
+                               "dropped_below_min_size": dropped})
 
 
 @dg.asset_check(asset=PERSONS, blocking=True, partitions_def=creator_batches,
@@ -176,16 +161,9 @@ def _pose_row(person: dict[str, Any], pose: Pose | None, silhouette: Silhouette 
     )
 
 
-@dg.asset(
-    key=KEYPOINTS,
-    ins={"persons": dg.AssetIn(key=PERSONS)},
-    partitions_def=creator_batches,
-    group_name=GROUP_VISION,
-    pool="gpu",
-    kinds={"python", "pandas"},
-    description="MediaPipe Pose (33 landmarks with visibility) and selfie-segmentation silhouette statistics "
-    "(mask area, box fill ratio, aspect ratio; no mask pixels) on each person crop.",
-)
+@stage_asset(KEYPOINTS, ("persons", PERSONS), kinds={"python", "pandas"},
+             description="MediaPipe Pose (33 landmarks with visibility) and selfie-segmentation silhouette "
+             "statistics (mask area, box fill ratio, aspect ratio; no mask pixels) on each person crop.")
 def keypoints(
     context: dg.AssetExecutionContext, persons: pd.DataFrame, blobs: BlobStore, models: ModelRegistry,
     vision: VisionConfig,
@@ -196,24 +174,15 @@ def keypoints(
               for p in persons[persons["status"] == "ok"].to_dict("records")]
 
     def process(crops: list[dict[str, Any]], arrays: list[np.ndarray]) -> list[list[dict[str, Any]]]:
-        out = []
-        poses, silhouettes = safe_predict(pose_model, arrays), safe_predict(segmenter, arrays)
-        for person, pose, silhouette in zip(crops, poses, silhouettes, strict=True):
-            if isinstance(pose, Exception):
-                out.append([status_row(person, "failed", "inference_error", f"{type(pose).__name__}: {pose}",
-                                       model_version=versions[0])])
-            else:
-                out.append([_pose_row(person, pose, silhouette, versions)])
-        return out
+        silhouettes = {id(a): s for a, s in zip(arrays, safe_predict(segmenter, arrays), strict=True)}
+        pose_rows = per_image(pose_model, lambda person, array, pose: [
+            _pose_row(person, pose, silhouettes[id(array)], versions)])
+        return pose_rows(crops, arrays)
 
     scan = scan_images(context, people, blobs, vision, models.batch_size, process, stage="keypoints")
-    df = scan.frame(KEYPOINT_COLUMNS)
-    for col in ("person_idx", "visible_count"):
-        df[col] = df[col].astype("Int64")
-    return dg.Output(df, metadata=stage_metadata(
-        df, scan, unit="poses", versions={"pose": versions[0], "segmentation": versions[1]},
-        extra={"persons": len(people), "no_pose": int((df["status"] == "no_pose").sum())},
-    ))
+    return stage_output(scan, KEYPOINT_COLUMNS, ints=("person_idx", "visible_count"), unit="poses",
+                        versions={"pose": versions[0], "segmentation": versions[1]},
+                        extra={"persons": len(people), "no_pose": sum(r["status"] == "no_pose" for r in scan.rows)})
 
 
 def landmarks_in_crop(keypoints: pd.DataFrame, persons: pd.DataFrame, tolerance: float = 0.5) -> pd.Series:

@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets._common import GROUP_VISION, check_result
+from assets._common import check_result
 from assets._vision import (
     BASE_COLUMNS,
     FACES,
@@ -20,10 +20,12 @@ from assets._vision import (
     coverage_expectations,
     in_unit_range,
     ok_images,
+    per_image,
     safe_predict,
     scale_to_original,
     scan_images,
-    stage_metadata,
+    stage_asset,
+    stage_output,
     status_row,
 )
 from assets.images import CREATOR_IMAGES
@@ -64,16 +66,9 @@ def assign_clusters(df: pd.DataFrame, eps: float, min_samples: int) -> pd.Series
     return clusters
 
 
-@dg.asset(
-    key=FACES,
-    ins={"creator_images": dg.AssetIn(key=CREATOR_IMAGES)},
-    partitions_def=creator_batches,
-    group_name=GROUP_VISION,
-    pool="gpu",
-    kinds={"python", "onnx", "pandas"},
-    description="Faces (MediaPipe's bundled detector), 512-d ArcFace embeddings on ONNX Runtime when its weights "
-    "are in the model cache, and identity clusters per creator (DBSCAN on cosine distance).",
-)
+@stage_asset(FACES, ("creator_images", CREATOR_IMAGES), kinds={"python", "onnx", "pandas"},
+             description="Faces (MediaPipe's bundled detector), 512-d ArcFace embeddings on ONNX Runtime when its "
+             "weights are in the model cache, and identity clusters per creator (DBSCAN on cosine distance).")
 def faces(
     context: dg.AssetExecutionContext, creator_images: pd.DataFrame, blobs: BlobStore, models: ModelRegistry,
     vision: VisionConfig,
@@ -87,19 +82,17 @@ def faces(
         context.log.warning(f"faces stored without embeddings: {missing}")
 
     def process(images: list[dict[str, Any]], arrays: list[np.ndarray]) -> list[list[dict[str, Any]]]:
-        out, aligned, targets = [], [], []
-        for image, array, found in zip(images, arrays, safe_predict(detector, arrays), strict=True):
-            if isinstance(found, Exception):
-                out.append([status_row(image, "failed", "inference_error", f"{type(found).__name__}: {found}")])
-                continue
+        aligned: list[tuple[dict[str, Any], np.ndarray]] = []
+
+        def rows_for(image: dict[str, Any], array: np.ndarray, found: list[FaceBox]) -> list[dict[str, Any]]:
             rows = face_rows(image, array, found, detector.version)
-            out.append(rows)
             if embedder is not None:
-                for face, row in zip(found, rows, strict=False):
-                    aligned.append(align_face(array, face))
-                    targets.append(row)
-        if embedder is not None:
-            for row, vector in zip(targets, safe_predict(embedder, aligned), strict=True):
+                aligned.extend((row, align_face(array, face)) for face, row in zip(found, rows, strict=False))
+            return rows
+
+        out = per_image(detector, rows_for)(images, arrays)
+        if embedder is not None and aligned:
+            for (row, _), vector in zip(aligned, safe_predict(embedder, [a for _, a in aligned]), strict=True):
                 if isinstance(vector, Exception):
                     row["embedding_error"] = f"{type(vector).__name__}: {vector}"[:500]
                 else:
@@ -107,18 +100,15 @@ def faces(
         return out
 
     scan = scan_images(context, ok_images(creator_images), blobs, vision, models.batch_size, process, stage="faces")
-    df = scan.frame(FACE_COLUMNS)
-    for col in ("face_idx", "image_width", "image_height"):
-        df[col] = df[col].astype("Int64")
+    out = stage_output(scan, FACE_COLUMNS, ints=("face_idx", "image_width", "image_height"), unit="faces",
+                       versions={"face_detector": detector.version,
+                                 "face_embedder": embedder.version if embedder else None})
+    df = out.value
     df["cluster_id"] = assign_clusters(df, vision.face_cluster_eps, vision.face_cluster_min_samples)
-    embedded = int(df["embedding"].notna().sum())
-    versions = {"face_detector": detector.version, "face_embedder": embedder.version if embedder else None}
-    return dg.Output(df, metadata=stage_metadata(
-        df, scan, unit="faces", versions=versions,
-        extra={"embeddings": embedded, "embedding_backend": embedding_note,
-               "embedding_failures": int(df["embedding_error"].notna().sum()),
-               "clusters": int(df.dropna(subset=["cluster_id"]).groupby(["username", "cluster_id"]).ngroups)},
-    ))
+    clusters = df.dropna(subset=["cluster_id"]).groupby(["username", "cluster_id"]).ngroups
+    return dg.Output(df, metadata={
+        **out.metadata, "embeddings": int(df["embedding"].notna().sum()), "embedding_backend": embedding_note,
+        "embedding_failures": int(df["embedding_error"].notna().sum()), "clusters": int(clusters)})
 
 
 def _unit_vector(v: Any) -> bool | None:

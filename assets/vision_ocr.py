@@ -6,7 +6,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets._common import GROUP_VISION, check_result
+from assets._common import check_result
 from assets._vision import (
     BASE_COLUMNS,
     OCR,
@@ -14,10 +14,11 @@ from assets._vision import (
     coverage_expectations,
     in_unit_range,
     ok_images,
-    safe_predict,
+    per_image,
     scale_to_original,
     scan_images,
-    stage_metadata,
+    stage_asset,
+    stage_output,
     status_row,
 )
 from assets.images import CREATOR_IMAGES
@@ -44,43 +45,23 @@ def text_rows(image: dict[str, Any], array: np.ndarray, lines: list[TextLine], v
     ]
 
 
-@dg.asset(
-    key=OCR,
-    ins={"creator_images": dg.AssetIn(key=CREATOR_IMAGES)},
-    partitions_def=creator_batches,
-    group_name=GROUP_VISION,
-    pool="gpu",
-    kinds={"python", "onnx", "pandas"},
-    description="Text lines in each image with their boxes and confidence (RapidOCR, PaddleOCR's PP-OCRv4 "
-    "models on ONNX Runtime). Images where detection finds no text skip recognition.",
-)
+@stage_asset(OCR, ("creator_images", CREATOR_IMAGES), kinds={"python", "onnx", "pandas"},
+             description="Text lines in each image with their boxes and confidence (RapidOCR, PaddleOCR's "
+             "PP-OCRv4 models on ONNX Runtime). Images where detection finds no text skip recognition.")
 def ocr(
     context: dg.AssetExecutionContext, creator_images: pd.DataFrame, blobs: BlobStore, models: ModelRegistry,
     vision: VisionConfig,
 ) -> dg.Output[pd.DataFrame]:
     engine = models.load("ocr")
-
-    def process(images: list[dict[str, Any]], arrays: list[np.ndarray]) -> list[list[dict[str, Any]]]:
-        out = []
-        for image, array, lines in zip(images, arrays, safe_predict(engine, arrays), strict=True):
-            if isinstance(lines, Exception):
-                out.append([status_row(image, "failed", "inference_error", f"{type(lines).__name__}: {lines}")])
-            else:
-                out.append(text_rows(image, array, lines, engine.version))
-        return out
-
+    process = per_image(engine, lambda image, array, lines: text_rows(image, array, lines, engine.version))
     scan = scan_images(context, ok_images(creator_images), blobs, vision, models.batch_size, process, stage="ocr")
-    df = scan.frame(OCR_COLUMNS)
-    for col in ("line_idx", "image_width", "image_height"):
-        df[col] = df[col].astype("Int64")
-    with_text = df.loc[df["status"] == "ok", "image_key"].nunique()
-    return dg.Output(df, metadata=stage_metadata(
-        df, scan, unit="text_lines", versions={"ocr": engine.version},
-        extra={"images_with_text": int(with_text),
-               "sample_text": dg.MetadataValue.md(
-                   df.loc[df["status"] == "ok", ["username", "text", "confidence"]].head(10).to_markdown(index=False)
-                   if with_text else "_no text found_")},
-    ))
+    lines = [r for r in scan.rows if r["status"] == "ok"]
+    sample = pd.DataFrame(lines[:10], columns=["username", "text", "confidence"])
+    return stage_output(scan, OCR_COLUMNS, ints=("line_idx", "image_width", "image_height"), unit="text_lines",
+                        versions={"ocr": engine.version},
+                        extra={"images_with_text": len({r["image_key"] for r in lines}),
+                               "sample_text": dg.MetadataValue.md(sample.to_markdown(index=False) if lines
+                                                                  else "_no text found_")})
 
 
 def polygon_inside(df: pd.DataFrame, tolerance: float = 0.5) -> pd.Series:

@@ -35,7 +35,9 @@ DEFAULT_YOLO_CONFIG_DIR = Path(__file__).resolve().parent.parent / ".creatorlens
 
 
 @dataclass(frozen=True)
-class PersonBox:
+class Box:
+    """A scored box in image pixels (x1, y1 top-left; x2, y2 bottom-right)."""
+
     x1: float
     y1: float
     x2: float
@@ -50,6 +52,9 @@ class PersonBox:
     def height(self) -> float:
         return self.y2 - self.y1
 
+
+@dataclass(frozen=True)
+class PersonBox(Box):
     def clipped(self, width: int, height: int) -> PersonBox:
         return PersonBox(
             float(np.clip(self.x1, 0, width)), float(np.clip(self.y1, 0, height)),

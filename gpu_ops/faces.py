@@ -16,12 +16,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from gpu_ops.base import ModelBackend
+from gpu_ops.detection import Box
 
 EMBEDDING_DIM = 512
 ALIGNED_SIZE = 112
@@ -35,21 +36,9 @@ _TEMPLATE_4 = np.vstack([ARCFACE_TEMPLATE[:3], ARCFACE_TEMPLATE[3:].mean(axis=0,
 
 
 @dataclass(frozen=True)
-class FaceBox:
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    score: float
-    keypoints: np.ndarray  # (6, 2) pixels: right eye, left eye, nose tip, mouth centre, right ear, left ear
-
-    @property
-    def width(self) -> float:
-        return self.x2 - self.x1
-
-    @property
-    def height(self) -> float:
-        return self.y2 - self.y1
+class FaceBox(Box):
+    keypoints: np.ndarray = field(default_factory=lambda: np.zeros((6, 2), np.float32))
+    # (6, 2) pixels: right eye, left eye, nose tip, mouth centre, right ear, left ear
 
 
 class MediaPipeFaceDetector(ModelBackend[list[FaceBox]]):

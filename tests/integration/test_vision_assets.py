@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 import numpy as np

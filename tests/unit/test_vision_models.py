@@ -149,7 +149,7 @@ def test_alignment_maps_the_detected_eye_onto_arcfaces_template() -> None:
 
 
 def test_arcface_path_with_a_tiny_onnx_model_of_the_same_signature(tmp_path, astronaut) -> None:
-    fixed = tiny_arcface_onnx(tmp_path / "w600k_r50.onnx", batch=1)  # InsightFace exports batch 1
+    tiny_arcface_onnx(tmp_path / "w600k_r50.onnx", batch=1)  # InsightFace exports batch 1
     dynamic = tiny_arcface_onnx(tmp_path / "dynamic.onnx", batch="N")
     face = _backend(MediaPipeFaceDetector, "face_detector").predict([astronaut])[0][0]
     crops = [align_face(astronaut, face), align_face(astronaut[:, :, ::-1].copy(), face), np.zeros((112, 112, 3),
