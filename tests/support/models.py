@@ -46,7 +46,7 @@ def random_yolo_checkpoint(directory: Path, config: str = "yolov8n.yaml") -> Pat
     """A random-weight YOLOv8 built offline from its config, saved as a ``.pt`` checkpoint in ``directory``."""
     from gpu_ops.detection import prepare_ultralytics
 
-    prepare_ultralytics(directory / "ultralytics")
+    prepare_ultralytics()  # offline and quiet before the first import (values already in the env win)
     from ultralytics import YOLO
 
     model = YOLO(config)

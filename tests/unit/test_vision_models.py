@@ -6,6 +6,7 @@ Each model is loaded once per module: they load slowly on shared cores.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,18 +41,25 @@ def coffee() -> np.ndarray:
     return data.coffee()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def offline_ultralytics(tmp_path_factory) -> Iterator[None]:
+    """ultralytics' environment for this module (set before the backend would set its defaults), restored after."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics")))
+        mp.setenv("YOLO_OFFLINE", "1")
+        mp.setenv("YOLO_AUTOINSTALL", "false")
+        mp.setenv("YOLO_VERBOSE", "false")
+        yield
+
+
 @pytest.fixture(scope="module")
 def yolo_files(tmp_path_factory) -> dict[str, Path]:
     """A random-weight YOLOv8n checkpoint and its ONNX export (dynamic batch), made offline."""
     directory = tmp_path_factory.mktemp("yolo")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("YOLO_CONFIG_DIR", str(directory / "ultralytics"))
-        mp.setenv("YOLO_OFFLINE", "1")
-        mp.setenv("YOLO_AUTOINSTALL", "false")
-        checkpoint = random_yolo_checkpoint(directory)
-        from ultralytics import YOLO
+    checkpoint = random_yolo_checkpoint(directory)
+    from ultralytics import YOLO
 
-        exported = Path(YOLO(str(checkpoint)).export(format="onnx", imgsz=320, dynamic=True, simplify=False))
+    exported = Path(YOLO(str(checkpoint)).export(format="onnx", imgsz=320, dynamic=True, simplify=False))
     return {"pt": checkpoint, "onnx": exported, "yaml": Path("yolov8n.yaml")}
 
 
