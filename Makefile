@@ -44,6 +44,7 @@ ui: install
 bench: install
 	$(BIN)/python bench/promotion.py
 	$(BIN)/python bench/decode_pdq.py
+	$(BIN)/python bench/vision.py
 
 clean:
 	rm -rf $(STATE_DIR)

@@ -29,8 +29,8 @@ from gpu_ops.base import ModelBackend
 
 log = logging.getLogger(__name__)
 
-# Where ultralytics keeps its settings.json unless YOLO_CONFIG_DIR says otherwise: inside the
-# project's state folder, never the user's home.
+# Where ultralytics keeps its settings.json unless YOLO_CONFIG_DIR (or the model cache) says
+# otherwise: inside the project's state folder, never the user's home.
 DEFAULT_YOLO_CONFIG_DIR = Path(__file__).resolve().parent.parent / ".creatorlens" / "ultralytics"
 
 
@@ -98,10 +98,12 @@ class YoloPersonDetector(ModelBackend[list[PersonBox]]):
         return super().version
 
     def _load(self) -> None:
-        prepare_ultralytics(self.options.get("config_dir"))
+        path = self._model_path()
+        # ultralytics' settings live beside the pulled weights (the model cache), else in the project.
+        beside_weights = path.parent / "ultralytics" if Path(self.weights).is_dir() else None
+        prepare_ultralytics(self.options.get("config_dir") or beside_weights)
         from ultralytics import YOLO
 
-        path = self._model_path()
         if not path.exists() and path.suffix != ".yaml":  # ultralytics resolves its bundled configs by name
             raise FileNotFoundError(f"YOLO weights {path} do not exist")
         self.format = path.suffix.lstrip(".").lower()

@@ -205,3 +205,23 @@ def test_rapidocr_reads_rendered_text_back_and_skips_images_without_text(astrona
     assert line.confidence > 0.8
     xs, ys = line.box[0::2], line.box[1::2]
     assert min(xs) < 60 and 420 < min(ys) and max(ys) < 500  # where it was drawn
+
+
+def test_registry_prefers_pulled_yolo_weights_and_loads_them_from_the_cache(yolo_files, tmp_path, astronaut) -> None:
+    from creatorlens.models import pull
+    from resources.models import ModelRegistry
+
+    cache = tmp_path / "cache"
+    empty = ModelRegistry(cache_dir=str(cache), device="cpu")
+    assert empty.spec("person_detector").backend == "mediapipe"  # nothing pulled: the bundled CPU detector
+    hand_copied = tmp_path / "copied"
+    hand_copied.mkdir()
+    (hand_copied / "yolov8s.pt").write_bytes(yolo_files["pt"].read_bytes())  # stands in for the real yolov8s.pt
+    pull(get_spec("person_detector", "yolo"), cache, source_dir=hand_copied)
+
+    registry = ModelRegistry(cache_dir=str(cache), device="cpu")
+    detector = registry.load("person_detector", conf=1e-6, max_det=3, imgsz=320)
+    assert isinstance(detector, YoloPersonDetector) and detector.loaded
+    assert detector.version == "yolov8s@8.3.0"  # a verified pull carries the catalog version
+    assert registry.load("person_detector", conf=1e-6, max_det=3, imgsz=320) is detector  # loaded once
+    _assert_boxes_contract(detector.predict([astronaut]), [astronaut])
