@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/decode_pdq.py
 	$(BIN)/python bench/sensor_tick.py
 	$(BIN)/python bench/enrich_faults.py
+	$(BIN)/python bench/vision.py
 
 clean:
 	rm -rf $(STATE_DIR)

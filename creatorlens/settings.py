@@ -61,6 +61,10 @@ class Settings(BaseSettings):
         default_factory=dict, description='Forced backend per family, JSON: {"person_detector": "hog"}.'
     )
     inference_batch_size: int = Field(default=16, ge=1, description="Images per inference batch.")
+    model_weights: dict[str, str] = Field(
+        default_factory=dict,
+        description='Weights per family kept outside the cache, JSON: {"face_embedder": "/models/w600k_r50.onnx"}.',
+    )
 
     # ---- profiles (issue 5): profile API, MongoDB raw responses, LLM endpoint ---------------
     profile_url_template: str | None = Field(

@@ -16,6 +16,7 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
 
 from assets import duplicates, images, ingest, promotion  # noqa: E402
 from assets import enrichment, llm_profiles, profile_promotion  # noqa: E402  (profiles, issue 5)
+from assets import vision, vision_faces, vision_features, vision_ocr, vision_promotion  # noqa: E402
 from creatorlens.settings import Settings, get_settings
 from orchestration.jobs import ingest_batch_job
 from orchestration.locations import for_location
@@ -30,6 +31,7 @@ from resources.llm import LlmClient
 from resources.profile_api import ProfileApi
 from resources.sources import SourceFiles
 from resources.text_models import TextEmbeddings
+from resources.vision import VisionConfig
 from resources.warehouse import Warehouse
 
 ASSETS = [ingest.raw_sources, images.creator_images, duplicates.image_duplicates, promotion.promoted_batch]
@@ -45,6 +47,22 @@ ASSET_CHECKS = [
 # ---- profiles (issue 5)
 ASSET_CHECKS += [enrichment.enriched_profiles_valid, llm_profiles.llm_profiles_valid,
                  llm_profiles.profile_embeddings_valid]
+# --- vision stages (issue 3) ---
+ASSETS += [
+    vision.persons,
+    vision.keypoints,
+    vision_ocr.ocr,
+    vision_faces.faces,
+    vision_features.image_features_asset,
+    vision_promotion.vision_promoted,
+]
+ASSET_CHECKS += [
+    vision.persons_valid,
+    vision.keypoints_valid,
+    vision_ocr.ocr_valid,
+    vision_faces.faces_valid,
+    vision_features.image_features_valid,
+]
 JOBS = [ingest_batch_job]
 
 
@@ -67,6 +85,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "profile_api": ProfileApi.from_settings(settings),
         "llm": LlmClient.from_settings(settings),
         "text_embeddings": TextEmbeddings.from_settings(settings),
+        "vision": VisionConfig(),
     }
 
 

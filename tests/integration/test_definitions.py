@@ -26,7 +26,17 @@ EXPECTED_ASSETS = {
     "profiles/embeddings": {"profiles/enriched", "profiles/llm"},
     "warehouse/promoted_profiles": {"profiles/enriched", "profiles/llm", "profiles/embeddings",
                                     "warehouse/promoted_batch"},
+    # --- vision stages (issue 3) ---
+    "vision/persons": {"images/creator_images"},
+    "vision/keypoints": {"vision/persons"},
+    "vision/ocr": {"images/creator_images"},
+    "vision/faces": {"images/creator_images"},
+    "vision/image_features": {"images/creator_images", "vision/persons", "vision/keypoints", "vision/faces",
+                              "vision/ocr"},
+    "warehouse/vision": {"vision/image_features", "vision/persons", "vision/keypoints", "vision/ocr",
+                         "vision/faces", "warehouse/promoted_batch"},
 }
+GPU_POOL = {"vision/persons", "vision/keypoints", "vision/ocr", "vision/faces"}
 EXPECTED_CHECKS = {
     ("raw/profiles", "raw_profiles_valid"),
     ("raw/posts", "raw_posts_valid"),
@@ -36,6 +46,11 @@ EXPECTED_CHECKS = {
     ("profiles/enriched", "enriched_profiles_valid"),
     ("profiles/llm", "llm_profiles_valid"),
     ("profiles/embeddings", "profile_embeddings_valid"),
+    ("vision/persons", "persons_valid"),
+    ("vision/keypoints", "keypoints_valid"),
+    ("vision/ocr", "ocr_valid"),
+    ("vision/faces", "faces_valid"),
+    ("vision/image_features", "image_features_valid"),
 }
 
 
@@ -52,7 +67,10 @@ def test_asset_graph_snapshot(tmp_path):
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == EXPECTED_CHECKS
     for spec in defs.resolve_all_asset_specs():
-        assert spec.group_name in {"ingest", "warehouse", "profiles"} and spec.kinds, spec.key
+        assert spec.group_name in {"ingest", "warehouse", "profiles", "vision"} and spec.kinds, spec.key
+    pools = {k.to_user_string() for k in graph.get_all_asset_keys()
+             if graph.get(k).pools and "gpu" in graph.get(k).pools}
+    assert pools == GPU_POOL
 
 
 def test_every_check_is_blocking_and_partitioned(tmp_path):
@@ -68,6 +86,8 @@ def test_ingest_job_targets_the_whole_batch_pipeline(tmp_path):
     assert job.partitions_def is not None and job.partitions_def.name == CREATOR_BATCHES
     steps = {n.name for n in job.graph.node_defs}
     assert {"raw_sources", "images__creator_images", "images__duplicates", "warehouse__promoted_batch"} <= steps
+    assert {"vision__persons", "vision__keypoints", "vision__ocr", "vision__faces", "vision__image_features",
+            "warehouse__vision"} <= steps
 
 
 def test_dagster_definitions_validate_passes(tmp_path):
