@@ -123,7 +123,8 @@ class _Decision:
                 self.set(rival_id, name, False, "removed", confidence)
         settled = [rival_id for rival_id, _, _ in rivals] + [tag_id]
         self.cur.execute(self.q["supersede"], {"image_id": c.image_id, "model_version": c.model_version,
-                                               "reviewer": self.reviewer, "tag_ids": settled})
+                                               "reviewer": self.reviewer, "tag_ids": settled,
+                                               "review_id": c.review_id})
         self.outcome.superseded = self.cur.rowcount
 
     def resolve(self) -> ReviewOutcome:

@@ -236,7 +236,7 @@ def _name(value: Any, where: str) -> str:
     return value
 
 
-def _check_refusals(taxonomy_entries: list[tuple[str, str, str]]) -> None:
+def _check_refusals(source: str, taxonomy_entries: list[tuple[str, str, str]]) -> None:
     """Raise one error listing every entry (where, field, text) the refusal policy forbids."""
     problems: list[str] = []
     for where, what, text in taxonomy_entries:
@@ -244,7 +244,7 @@ def _check_refusals(taxonomy_entries: list[tuple[str, str, str]]) -> None:
             problems.append(f"{where}: {what} {text!r} would infer {label} (matched {term!r})")
     if problems:
         raise TaxonomyError(
-            "taxonomy refused: tags may not infer ethnicity or race, religion, health or disability, sexual "
+            f"taxonomy {source} refused: tags may not infer ethnicity or race, religion, health or disability, sexual "
             "orientation or gender identity, body-part size or body shape, or sexualised age labels.\n  "
             + "\n  ".join(problems)
         )
@@ -326,15 +326,17 @@ def parse_taxonomy(data: Any, source: str = "<memory>") -> Taxonomy:
             raise TaxonomyError(f"{source}: {cwhere}: an exclusive category needs at least two tags")
         categories.append(Category(cat_name, exclusive, tuple(tags), negative, description))
 
-    _check_refusals([e for e in entries if e[2]])
+    _check_refusals(source, [e for e in entries if e[2]])
     name = str(data.get("name") or Path(source).stem)
+    # What the version hashes: everything that changes a score or a decision, in a canonical order
+    # (file order and YAML key order are not content).
     content = {
         "name": name,
         "categories": [
             {"name": c.name, "exclusive": c.exclusive, "negative": c.negative,
-             "tags": [{"name": t.name, "prompts": list(t.prompts), "thresholds": dict(sorted(t.thresholds.items()))}
-                      for t in c.tags]}
-            for c in categories
+             "tags": [{"name": t.name, "prompts": sorted(t.prompts), "thresholds": dict(sorted(t.thresholds.items()))}
+                      for t in sorted(c.tags, key=lambda t: t.name)]}
+            for c in sorted(categories, key=lambda c: c.name)
         ],
     }
     return Taxonomy(name=name, categories=tuple(categories), source=source, content=content)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -166,7 +167,9 @@ class SiglipEmbedder(ImageEmbedder):
 
     def _encode_images(self, arrays: list[np.ndarray]) -> np.ndarray:
         extra = {"device": self._processor_device} if self._processor_device else {}
-        pixels = self._processor(images=arrays, return_tensors="pt", **extra)["pixel_values"]
+        with warnings.catch_warnings():  # decoded arrays are read-only; the processor only reads them
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            pixels = self._processor(images=arrays, return_tensors="pt", **extra)["pixel_values"]
         pixels = pixels.to(self.device.torch, dtype=self.device.torch_dtype)
         with self._torch.inference_mode():
             return _as_numpy(self._model.get_image_features(pixel_values=pixels).pooler_output)

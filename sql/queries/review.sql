@@ -61,7 +61,7 @@ WHERE review_id = %(review_id)s;
 -- Pending items of the same image and model version for tags a decision just settled.
 UPDATE tag_review_queue SET status = 'superseded', resolved_at = now(), resolved_by = %(reviewer)s, updated_at = now()
 WHERE image_id = %(image_id)s AND model_version = %(model_version)s AND status = 'pending'
-  AND tag_id = ANY(%(tag_ids)s);
+  AND tag_id = ANY(%(tag_ids)s) AND review_id <> %(review_id)s;
 
 -- name: record_model_answer
 INSERT INTO image_tags (image_id, tag_id, source, model_version, present, confidence, review_id)
