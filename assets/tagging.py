@@ -31,8 +31,14 @@ from assets._common import (
 )
 from assets.images import CREATOR_IMAGES
 from assets.promotion import PROMOTED_BATCH
-from creatorlens.calibration import calibrate, png_markdown, pr_curve_png, read_labels_csv, report_markdown, \
-    results_frame
+from creatorlens.calibration import (
+    calibrate,
+    png_markdown,
+    pr_curve_png,
+    read_labels_csv,
+    report_markdown,
+    results_frame,
+)
 from creatorlens.quality import validate_frame
 from creatorlens.tag_promotion import promote_tags, upsert_taxonomy
 from creatorlens.tagging import (
@@ -84,8 +90,9 @@ def _unloaded_embedder(models: ModelRegistry) -> ImageEmbedder:
     description="The tag taxonomy (validated YAML: categories, tags, prompts, thresholds), published with its "
     "content hash to the warehouse `tags` and `tag_taxonomies` tables.",
 )
-def tag_taxonomy(context: dg.AssetExecutionContext, tagging: TaggingConfig, warehouse: Warehouse) -> dg.Output[
-        pd.DataFrame]:
+def tag_taxonomy(
+    context: dg.AssetExecutionContext, tagging: TaggingConfig, warehouse: Warehouse
+) -> dg.Output[pd.DataFrame]:
     taxonomy = tagging.taxonomy()
     with warehouse.raw_connection() as conn, conn.transaction(), conn.cursor() as cur:
         changed = upsert_taxonomy(cur, taxonomy)

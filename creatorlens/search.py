@@ -31,7 +31,7 @@ QUERIES = "search.sql"
 
 @dataclass(frozen=True)
 class SearchSettings:
-    ef_search: int = 100  # candidates kept per scan (≥ k); higher = better recall, slower
+    ef_search: int = 40  # candidates kept per scan (≥ k); higher = better recall, slower (pgvector default)
     iterative_scan: str = "relaxed_order"  # off | strict_order | relaxed_order (filtered queries)
     max_scan_tuples: int = 20_000  # cap on tuples an iterative scan visits
 
@@ -51,6 +51,12 @@ class ImageHit:
 
 class SearchError(LookupError):
     pass
+
+
+def ensure_vector_types(conn: psycopg.Connection) -> None:
+    """Register pgvector's types on this connection once (call inside a transaction, before cursors)."""
+    if conn.adapters.types.get("halfvec") is None:
+        register_vector(conn)
 
 
 def _model_dim(cur: psycopg.Cursor, model_version: str) -> int:
@@ -77,7 +83,7 @@ def nearest_images(
     q = load_queries(QUERIES)
     vec = np.asarray(vector, dtype=np.float32).ravel()
     with conn.transaction():
-        register_vector(conn)  # before the cursor: a cursor copies the connection's adapters
+        ensure_vector_types(conn)  # before the cursor: a cursor copies the connection's adapters
         cur = conn.cursor()
         dim = _model_dim(cur, model_version)
         if vec.shape[0] != dim:
@@ -147,7 +153,7 @@ def search_images_by_image(
     if version is None:
         raise ValueError("searching by a stored image needs model_version (or the embedder)")
     with conn.transaction():
-        register_vector(conn)
+        ensure_vector_types(conn)
         row = conn.execute(load_queries(QUERIES)["stored_embedding"],
                           {"image_key": image_key, "model_version": version}).fetchone()
     if row is None:

@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     tag_min_labels: int = Field(default=3, ge=1, description="Positives and negatives a tag needs to be calibrated.")
     hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new vector indexes.")
     hnsw_ef_construction: int = Field(default=128, ge=4, le=1000, description="HNSW build candidate list.")
-    hnsw_ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW search candidate list.")
+    hnsw_ef_search: int = Field(
+        default=40, ge=1, le=1000, description="HNSW search candidate list (recall vs latency)."
+    )
 
     # ---- derived paths -------------------------------------------------------------------
     @property

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import psycopg
 from pgvector import HalfVector
-from pgvector.psycopg import register_vector
 from psycopg import sql as pgsql
 
 from creatorlens.promotion import PromotionResult, copy_rows, frame_rows
 from creatorlens.queries import load_queries
+from creatorlens.search import ensure_vector_types
 from creatorlens.tagging import images_analysed
 from creatorlens.taxonomy import Taxonomy
 
@@ -151,7 +151,7 @@ def promote_tags(
     with conn.transaction():
         # Inside the transaction (a query before it would open an implicit one) and before the
         # cursor (a cursor copies the connection's adapters when it is created).
-        register_vector(conn)
+        ensure_vector_types(conn)
         with conn.cursor() as cur:
             cur.execute(q["lock_batch"], params)
             result.written["tags"] = upsert_taxonomy(cur, taxonomy)

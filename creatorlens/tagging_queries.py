@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import psycopg
-from pgvector.psycopg import register_vector
 
 from creatorlens.calibration import CALIBRATED, ThresholdResult
 from creatorlens.queries import load_queries
+from creatorlens.search import ensure_vector_types
 from creatorlens.tag_promotion import upsert_taxonomy
 from creatorlens.tagging import prompt_bank, score_images
 from creatorlens.taxonomy import Taxonomy
@@ -43,7 +43,7 @@ def labelled_scores(
     labels = labels[labels["tag"].isin(known)]
     keys = sorted(set(labels["image_key"]))
     with conn.transaction():
-        register_vector(conn)
+        ensure_vector_types(conn)
         rows = conn.execute(q["embeddings_for"], {"model_version": embedder.version, "image_keys": keys}).fetchall()
     vectors = {key: vec.to_numpy().astype(np.float32) for key, vec in rows}
     unmatched["no_embedding_for_model"] = int((~labels["image_key"].isin(vectors)).sum())

@@ -37,7 +37,7 @@ class TaggingConfig(dg.ConfigurableResource):
     min_labels: int = Field(default=3, ge=1, description="Positives and negatives needed to calibrate a tag.")
     hnsw_m: int = Field(default=16, ge=2, le=100)
     hnsw_ef_construction: int = Field(default=128, ge=4, le=1000)
-    hnsw_ef_search: int = Field(default=100, ge=1, le=1000)
+    hnsw_ef_search: int = Field(default=40, ge=1, le=1000)
     decode_max_side: int | None = Field(default=None, ge=32,
                                         description="Longest side images are decoded to (default: 2x model input).")
     decode_workers: int = Field(default=4, ge=1, description="Decode threads feeding the embedder.")

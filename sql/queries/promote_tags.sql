@@ -133,8 +133,9 @@ WHERE ct.creator_id = c.creator_id AND ct.tag_id = g.tag_id AND c.batch_key = %(
 -- A history row per analysed creator whose tags differ from its latest recorded analysis.
 WITH analysis AS (
     SELECT c.creator_id, a.images_analysed,
-           coalesce((SELECT jsonb_object_agg(s.tag, jsonb_build_object('share', round(s.share::numeric, 4),
-                                                                        'confidence', round(s.mean_confidence::numeric, 4)))
+           coalesce((SELECT jsonb_object_agg(s.tag, jsonb_build_object(
+                                'share', round(s.share::numeric, 4),
+                                'confidence', round(s.mean_confidence::numeric, 4)))
                      FROM stage_creator_tags s WHERE s.platform = a.platform AND s.username = a.username),
                     '{}'::jsonb) AS tags
     FROM stage_creator_analysis a JOIN creators c ON c.platform = a.platform AND c.username = a.username

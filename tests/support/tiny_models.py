@@ -23,7 +23,9 @@ CORPUS = [
 ]
 
 
-def build_tiny_siglip(directory: Path, *, seed: int = 0, dim: int = 32, image_size: int = 32) -> Path:
+def build_random_siglip(directory: Path, vision_config: dict, text_config: dict | None = None, *,
+                        seed: int = 0, logit_scale: float = 10.0, logit_bias: float = -2.0) -> Path:
+    """A randomly initialised ``SiglipModel`` of any size, saved with a trained tokenizer and a processor."""
     ensure_torchvision()
     import sentencepiece as spm
     import torch
@@ -36,24 +38,31 @@ def build_tiny_siglip(directory: Path, *, seed: int = 0, dim: int = 32, image_si
     )
     max_len = 16
     tokenizer = SiglipTokenizer(vocab_file=str(directory / "spiece.model"), model_max_length=max_len)
+    dim = vision_config["hidden_size"]
+    text = {"hidden_size": dim, "intermediate_size": 2 * dim, "num_hidden_layers": 2, "num_attention_heads": 2,
+            **(text_config or {})}
     config = SiglipConfig(
-        text_config={"vocab_size": tokenizer.vocab_size, "hidden_size": dim, "intermediate_size": 2 * dim,
-                     "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": max_len,
-                     "pad_token_id": 0, "bos_token_id": None, "eos_token_id": 1},
-        vision_config={"hidden_size": dim, "intermediate_size": 2 * dim, "num_hidden_layers": 2,
-                       "num_attention_heads": 2, "image_size": image_size, "patch_size": 8},
+        text_config={**text, "vocab_size": tokenizer.vocab_size, "max_position_embeddings": max_len,
+                     "projection_size": dim, "pad_token_id": 0, "bos_token_id": None, "eos_token_id": 1},
+        vision_config=vision_config,
     )
     torch.manual_seed(seed)
     model = SiglipModel(config).eval()
     with torch.no_grad():  # trained SigLIP has a large scale and negative bias; keep scores spread out
-        model.logit_scale.fill_(float(torch.log(torch.tensor(10.0))))
-        model.logit_bias.fill_(-2.0)
-    processor = SiglipProcessor(
-        image_processor=SiglipImageProcessor(size={"height": image_size, "width": image_size}), tokenizer=tokenizer
-    )
+        model.logit_scale.fill_(float(torch.log(torch.tensor(logit_scale))))
+        model.logit_bias.fill_(logit_bias)
+    size = vision_config.get("image_size", 224)
+    processor = SiglipProcessor(image_processor=SiglipImageProcessor(size={"height": size, "width": size}),
+                                tokenizer=tokenizer)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
+
+
+def build_tiny_siglip(directory: Path, *, seed: int = 0, dim: int = 32, image_size: int = 32) -> Path:
+    vision = {"hidden_size": dim, "intermediate_size": 2 * dim, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "image_size": image_size, "patch_size": 8}
+    return build_random_siglip(directory, vision, seed=seed)
 
 
 def build_tiny_openclip(directory: Path, *, seed: int = 0, dim: int = 24, image_size: int = 32) -> Path:
