@@ -11,6 +11,7 @@ COPY assets assets
 COPY resources resources
 COPY gpu_ops gpu_ops
 COPY sql sql
+COPY taxonomy taxonomy
 RUN pip install --no-cache-dir -e . && mkdir -p $DAGSTER_HOME
 COPY deploy/dagster.prod.yaml $DAGSTER_HOME/dagster.yaml
 COPY workspace.yaml deploy/workspace.docker.yaml ./

@@ -44,6 +44,8 @@ ui: install
 bench: install
 	$(BIN)/python bench/promotion.py
 	$(BIN)/python bench/decode_pdq.py
+	$(BIN)/python bench/vector_search.py
+	$(BIN)/python bench/embeddings.py
 
 clean:
 	rm -rf $(STATE_DIR)

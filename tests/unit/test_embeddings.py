@@ -122,3 +122,39 @@ def test_real_files_through_the_threaded_loader(tiny_dirs, photos, tmp_path: Pat
     assert failures == [tmp_path / "broken.jpg"]
     direct = embedder.embed_images(photos)
     np.testing.assert_allclose(np.stack([got[p] for p in paths]), direct, atol=1e-5)  # PNG is lossless
+
+
+def test_embeddings_asset_records_an_unreadable_image_as_a_failed_row(tiny_dirs, photos, tmp_path: Path) -> None:
+    """The asset body on a real blob store: a blob that no longer decodes is a row with a reason."""
+    import dagster as dg
+    import pandas as pd
+
+    from assets.tagging import image_embeddings
+    from creatorlens.settings import REPO_ROOT
+    from resources.blobstore import BlobStore
+    from resources.tagging import TaggingConfig
+
+    blobs = BlobStore(root=str(tmp_path / "blobs"))
+    rows = []
+    for i, array in enumerate(photos[:3]):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(array).save(path)
+        key = blobs.put(path.read_bytes(), "originals", "png")
+        rows.append({"image_key": f"instagram:{i}", "platform": "instagram", "username": "alice", "status": "ok",
+                     "blob_key": key})
+    blobs.path(rows[1]["blob_key"]).write_bytes(b"bit rot")
+    rows.append({"image_key": "instagram:9", "platform": "instagram", "username": "alice", "status": "failed",
+                 "blob_key": None})
+    models = ModelRegistry(cache_dir=str(tmp_path / "cache"), device="cpu", backends={"image_embedder": "siglip"},
+                           weights={"image_embedder": str(tiny_dirs["siglip"])})
+    out = image_embeddings(dg.build_asset_context(), creator_images=pd.DataFrame(rows), models=models, blobs=blobs,
+                           tagging=TaggingConfig(taxonomy_path=str(REPO_ROOT / "taxonomy" / "default.yaml")))
+    frame = out.value.set_index("image_key")
+    assert list(frame["status"].sort_index().items()) == [("instagram:0", "ok"), ("instagram:1", "failed"),
+                                                          ("instagram:2", "ok")]
+    assert frame.loc["instagram:1", "error_reason"] == "decode_error" and frame.loc["instagram:1", "embedding"] is None
+    assert out.metadata["failures_by_reason"].value == {"decode_error": 1} and out.metadata["embedded"].value == 2
+    embedder = load(tiny_dirs, "siglip")
+    side = 2 * embedder.input_size  # the asset decodes to twice the model's input size
+    expected = embedder.embed_images([decode_rgb(tmp_path / f"{i}.png", max_side=side) for i in (0, 2)])
+    np.testing.assert_allclose(np.stack(frame.loc[["instagram:0", "instagram:2"], "embedding"]), expected, atol=1e-5)
