@@ -14,6 +14,7 @@ COPY assets assets
 COPY resources resources
 COPY gpu_ops gpu_ops
 COPY sql sql
+COPY taxonomy taxonomy
 RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" -e . && mkdir -p "$DAGSTER_HOME"
 COPY deploy/dagster.prod.yaml $DAGSTER_HOME/dagster.yaml
 COPY workspace.yaml ./

@@ -47,6 +47,8 @@ bench: install
 	$(BIN)/python bench/sensor_tick.py
 	$(BIN)/python bench/enrich_faults.py
 	$(BIN)/python bench/vision.py
+	$(BIN)/python bench/vector_search.py
+	$(BIN)/python bench/embeddings.py
 
 clean:
 	rm -rf $(STATE_DIR)

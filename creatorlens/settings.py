@@ -97,6 +97,24 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=120.0, gt=0)
     text_embed_device: str | None = Field(default=None, description="Force cpu/cuda/mps for text embeddings.")
 
+    # ---- tagging: taxonomy, review, calibration, vector index -----------------------------
+    taxonomy_path: Path = Field(
+        default=REPO_ROOT / "taxonomy" / "default.yaml", description="Tag taxonomy YAML (validated at start-up)."
+    )
+    tag_review_floor: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Review floor as a fraction of each tag's threshold."
+    )
+    tag_labels_csv: Path | None = Field(default=None, description="Labelled examples (image_key,tag,label).")
+    tag_precision_floor: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Calibrate for this precision (unset: maximise F1)."
+    )
+    tag_min_labels: int = Field(default=3, ge=1, description="Positives and negatives a tag needs to be calibrated.")
+    hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new vector indexes.")
+    hnsw_ef_construction: int = Field(default=128, ge=4, le=1000, description="HNSW build candidate list.")
+    hnsw_ef_search: int = Field(
+        default=40, ge=1, le=1000, description="HNSW search candidate list (recall vs latency)."
+    )
+
     # ---- derived paths -------------------------------------------------------------------
     @property
     def is_embedded(self) -> bool:

@@ -133,6 +133,11 @@ CATALOG: dict[str, tuple[ModelSpec, ...]] = {
             "image_embedder", "openclip", "gpu_ops.embeddings:OpenClipEmbedder", "ViT-L-14/laion2b_s32b_b82k", "main",
             hub_repo="laion/CLIP-ViT-L-14-laion2B-s32B-b82K", description="OpenCLIP ViT-L/14 (LAION-2B), 768-d",
         ),
+        ModelSpec(  # fixed-resolution SigLIP 2 checkpoints load as SiglipModel through the Auto classes
+            "image_embedder", "siglip2", "gpu_ops.embeddings:SiglipEmbedder", "google/siglip2-so400m-patch14-384",
+            "main", hub_repo="google/siglip2-so400m-patch14-384",
+            description="SigLIP 2 SO400M/14 @384 via transformers, 1152-d",
+        ),
     ),
     "text_embedder": (
         ModelSpec(

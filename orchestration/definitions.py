@@ -16,9 +16,10 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
 
 from assets import duplicates, images, ingest, promotion  # noqa: E402
 from assets import enrichment, llm_profiles, profile_promotion  # noqa: E402  (profiles, issue 5)
+from assets import tagging  # noqa: E402
 from assets import vision, vision_faces, vision_features, vision_ocr, vision_promotion  # noqa: E402
 from creatorlens.settings import Settings, get_settings
-from orchestration.jobs import ingest_batch_job
+from orchestration.jobs import calibrate_tags_job, ingest_batch_job
 from orchestration.locations import for_location
 from orchestration.observability import LOGGERS
 from orchestration.schedules import monthly_reprocess
@@ -30,6 +31,7 @@ from resources.models import ModelRegistry
 from resources.llm import LlmClient
 from resources.profile_api import ProfileApi
 from resources.sources import SourceFiles
+from resources.tagging import TaggingConfig
 from resources.text_models import TextEmbeddings
 from resources.vision import VisionConfig
 from resources.warehouse import Warehouse
@@ -38,6 +40,9 @@ ASSETS = [ingest.raw_sources, images.creator_images, duplicates.image_duplicates
 # ---- profiles (issue 5)
 ASSETS += [enrichment.enriched_profiles, llm_profiles.llm_profiles, llm_profiles.profile_embeddings,
            profile_promotion.promoted_profiles]
+# Tagging: taxonomy + calibrated thresholds (unpartitioned), embeddings → tags → creator tags → promotion.
+ASSETS += [tagging.tag_taxonomy, tagging.tag_thresholds, tagging.image_embeddings, tagging.image_tags,
+           tagging.creator_tags, tagging.promoted_tags]
 ASSET_CHECKS = [
     ingest.raw_profiles_valid,
     ingest.raw_posts_valid,
@@ -63,7 +68,9 @@ ASSET_CHECKS += [
     vision_faces.faces_valid,
     vision_features.image_features_valid,
 ]
+ASSET_CHECKS += [tagging.image_embeddings_valid, tagging.image_tags_valid, tagging.creator_tags_valid]
 JOBS = [ingest_batch_job]
+JOBS += [calibrate_tags_job]
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
@@ -86,6 +93,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "llm": LlmClient.from_settings(settings),
         "text_embeddings": TextEmbeddings.from_settings(settings),
         "vision": VisionConfig(),
+        # Validates the taxonomy now: a refused or malformed taxonomy fails start-up, loudly.
+        "tagging": TaggingConfig.from_settings(settings),
     }
 
 

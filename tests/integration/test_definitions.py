@@ -8,6 +8,7 @@ import sys
 
 import dagster as dg
 
+from assets._common import BATCH_GROUPS
 from creatorlens.settings import REPO_ROOT, Settings
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB
@@ -37,6 +38,14 @@ EXPECTED_ASSETS = {
                          "vision/faces", "warehouse/promoted_batch"},
 }
 GPU_POOL = {"vision/persons", "vision/keypoints", "vision/ocr", "vision/faces"}
+# Tagging (issue 4). Unpartitioned: the taxonomy and the calibrated thresholds.
+EXPECTED_ASSETS |= {
+    "images/embeddings": {"images/creator_images"},
+    "images/tags": {"images/embeddings", "tagging/taxonomy", "tagging/thresholds"},
+    "creators/tags": {"images/tags", "images/embeddings"},
+    "warehouse/promoted_tags": {"images/embeddings", "images/tags", "creators/tags", "warehouse/promoted_batch"},
+}
+UNPARTITIONED = {"tagging/taxonomy": set(), "tagging/thresholds": {"tagging/taxonomy"}}
 EXPECTED_CHECKS = {
     ("raw/profiles", "raw_profiles_valid"),
     ("raw/posts", "raw_posts_valid"),
@@ -51,6 +60,9 @@ EXPECTED_CHECKS = {
     ("vision/ocr", "ocr_valid"),
     ("vision/faces", "faces_valid"),
     ("vision/image_features", "image_features_valid"),
+    ("images/embeddings", "image_embeddings_valid"),
+    ("images/tags", "image_tags_valid"),
+    ("creators/tags", "creator_tags_valid"),
 }
 
 
@@ -58,16 +70,20 @@ def test_asset_graph_snapshot(tmp_path):
     defs = build_definitions(Settings(state_dir=tmp_path))
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string(): k for k in graph.get_all_asset_keys()}
-    assert set(keys) == set(EXPECTED_ASSETS)
+    assert set(keys) == set(EXPECTED_ASSETS) | set(UNPARTITIONED)
     for name, parents in EXPECTED_ASSETS.items():
         node = graph.get(keys[name])
         assert {p.to_user_string() for p in node.parent_keys} == parents, name
         assert isinstance(node.partitions_def, dg.DynamicPartitionsDefinition)
         assert node.partitions_def.name == CREATOR_BATCHES
+    for name, parents in UNPARTITIONED.items():
+        node = graph.get(keys[name])
+        assert {p.to_user_string() for p in node.parent_keys} == parents, name
+        assert node.partitions_def is None and node.group_name not in BATCH_GROUPS, name
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == EXPECTED_CHECKS
     for spec in defs.resolve_all_asset_specs():
-        assert spec.group_name in {"ingest", "warehouse", "profiles", "vision"} and spec.kinds, spec.key
+        assert spec.group_name in {"ingest", "warehouse", "profiles", "vision", "tagging", "taxonomy"} and spec.kinds, spec.key
     pools = {k.to_user_string() for k in graph.get_all_asset_keys()
              if graph.get(k).pools and "gpu" in graph.get(k).pools}
     assert pools == GPU_POOL
@@ -88,6 +104,8 @@ def test_ingest_job_targets_the_whole_batch_pipeline(tmp_path):
     assert {"raw_sources", "images__creator_images", "images__duplicates", "warehouse__promoted_batch"} <= steps
     assert {"vision__persons", "vision__keypoints", "vision__ocr", "vision__faces", "vision__image_features",
             "warehouse__vision"} <= steps
+    assert {"images__embeddings", "images__tags", "creators__tags", "warehouse__promoted_tags"} <= steps
+    assert not {"tagging__taxonomy", "tagging__thresholds"} & steps  # unpartitioned: their own job
 
 
 def test_dagster_definitions_validate_passes(tmp_path):
