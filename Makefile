@@ -30,8 +30,9 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/creatorlens demo
 
+# PYTHONPATH: Dagster's multiprocess step workers re-import test modules by name.
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 validate: install
 	$(BIN)/creatorlens init >/dev/null

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from assets._common import GROUP_VISION, reason_counts, stopwatch, throughput_metadata
+from assets._common import BATCH_BACKFILL_POLICY, GPU_POOL, GROUP_VISION, reason_counts, stopwatch, throughput_metadata
 from gpu_ops.base import ModelBackend
 from gpu_ops.loader import decode_rgb, image_batches
 from orchestration.partitions import creator_batches
@@ -100,8 +100,9 @@ def stage_asset(key: dg.AssetKey, upstream: tuple[str, dg.AssetKey], *, kinds: s
         key=key,
         ins={upstream[0]: dg.AssetIn(key=upstream[1])},
         partitions_def=creator_batches,
+        backfill_policy=BATCH_BACKFILL_POLICY,
         group_name=GROUP_VISION,
-        pool="gpu",
+        pool=GPU_POOL,
         kinds=kinds,
         description=description,
     )

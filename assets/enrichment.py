@@ -16,7 +16,7 @@ import dagster as dg
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from assets._common import GROUP_PROFILES, check_result, preview_table, stopwatch, throughput_metadata
+from assets._common import BATCH_BACKFILL_POLICY, GROUP_PROFILES, check_result, preview_table, stopwatch, throughput_metadata
 from assets.ingest import RAW_PROFILES
 from creatorlens.enrichment import BIO_LIMIT, FetchStatus, coverage, fill_creator
 from creatorlens.promotion import CREATOR_COLUMNS
@@ -69,6 +69,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     key=ENRICHED_PROFILES,
     ins={"raw_profiles": dg.AssetIn(key=RAW_PROFILES)},
     partitions_def=creator_batches,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_PROFILES,
     kinds={"python", "pandas"},
     # One enrichment step at a time across all runs: the rate limit is per API session, not per run.

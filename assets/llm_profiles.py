@@ -22,7 +22,7 @@ import pandas as pd
 from great_expectations.expectations.row_conditions import Column
 from pydantic import Field
 
-from assets._common import GROUP_PROFILES, check_result, preview_table, reason_counts, stopwatch, throughput_metadata
+from assets._common import BATCH_BACKFILL_POLICY, GROUP_PROFILES, check_result, preview_table, reason_counts, stopwatch, throughput_metadata
 from assets.enrichment import ENRICHED_PROFILES
 from assets.ingest import RAW_POSTS
 from creatorlens.enrichment import is_empty
@@ -72,6 +72,7 @@ def _llm_row(creator: dict[str, Any], model: str, job: dict[str, Any], result: A
     key=LLM_PROFILES,
     ins={"enriched_profiles": dg.AssetIn(key=ENRICHED_PROFILES), "raw_posts": dg.AssetIn(key=RAW_POSTS)},
     partitions_def=creator_batches,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_PROFILES,
     kinds={"python", "pandas", "openai"},
     description="LLM-written profile per creator (persona, tone, interests, topics, posting pattern, audience, "
@@ -160,6 +161,7 @@ def embedding_text(persona: Any, bio: Any) -> tuple[str | None, str | None]:
     key=PROFILE_EMBEDDINGS,
     ins={"enriched_profiles": dg.AssetIn(key=ENRICHED_PROFILES), "llm_profiles": dg.AssetIn(key=LLM_PROFILES)},
     partitions_def=creator_batches,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_PROFILES,
     kinds={"python", "pytorch"},
     description="384-d all-MiniLM-L6-v2 embedding of persona + bio (bio alone without an LLM profile); "

@@ -11,7 +11,7 @@ import dagster as dg
 import pandas as pd
 
 import creatorlens
-from assets._common import GROUP_WAREHOUSE
+from assets._common import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE
 from assets.enrichment import ENRICHED_PROFILES
 from assets.llm_profiles import LLM_PROFILES, PROFILE_EMBEDDINGS
 from assets.promotion import PROMOTED_BATCH
@@ -31,6 +31,7 @@ PROMOTED_PROFILES = dg.AssetKey(["warehouse", "promoted_profiles"])
     },
     deps=[PROMOTED_BATCH],
     partitions_def=creator_batches,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_WAREHOUSE,
     kinds={"postgres"},
     description="Enrichment columns of creators, creator_profiles and profile_embeddings of the batch, upserted "

@@ -21,6 +21,8 @@ import pandas as pd
 from great_expectations.expectations.row_conditions import Column
 
 from assets._common import (
+    BATCH_BACKFILL_POLICY,
+    GPU_POOL,
     GROUP_TAGGING,
     GROUP_WAREHOUSE,
     check_result,
@@ -165,9 +167,10 @@ def tag_thresholds(
     key=IMAGE_EMBEDDINGS,
     ins={"creator_images": dg.AssetIn(key=CREATOR_IMAGES)},
     partitions_def=creator_batches,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_TAGGING,
     kinds={"python", "pytorch"},
-    pool="gpu",
+    pool=GPU_POOL,
     description="One L2-normalised image embedding per ok image (SigLIP or OpenCLIP), with model id and revision. "
     "Skipped, with the pull command in the metadata, while no weights are in the model cache.",
 )
@@ -234,9 +237,10 @@ def _image_cols(row: dict) -> dict:
     ins={"image_embeddings": dg.AssetIn(key=IMAGE_EMBEDDINGS)},
     deps=[TAG_TAXONOMY, TAG_THRESHOLDS],
     partitions_def=creator_batches,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_TAGGING,
     kinds={"python", "numpy"},
-    pool="gpu",
+    pool=GPU_POOL,
     description="Zero-shot tags per image (SigLIP: sigmoid, multi-label; OpenCLIP: softmax within exclusive "
     "categories), thresholded per tag (calibrated when available), exclusive categories keeping the highest; "
     "low-confidence and conflicting tags routed to the review queue.",
@@ -288,6 +292,7 @@ def image_tags(
     key=CREATOR_TAGS,
     ins={"image_tags": dg.AssetIn(key=IMAGE_TAGS), "image_embeddings": dg.AssetIn(key=IMAGE_EMBEDDINGS)},
     partitions_def=creator_batches,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_TAGGING,
     kinds={"python", "pandas"},
     description="Per creator and tag: share of the creator's analysed images carrying the tag, and its mean "
@@ -414,6 +419,7 @@ def creator_tags_valid(creator_tags: pd.DataFrame) -> dg.AssetCheckResult:
     },
     deps=[PROMOTED_BATCH],
     partitions_def=creator_batches,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_WAREHOUSE,
     kinds={"postgres", "pgvector"},
     description="Embeddings (halfvec, per-model HNSW index), image tags, review queue items, creator tags and the "

@@ -12,7 +12,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets._common import GROUP_VISION, check_result, stopwatch, throughput_metadata
+from assets._common import BATCH_BACKFILL_POLICY, GROUP_VISION, check_result, stopwatch, throughput_metadata
 from assets._vision import FACES, IMAGE_FEATURES, KEYPOINTS, OCR, PERSONS, coverage_expectations, in_unit_range
 from assets.images import CREATOR_IMAGES
 from creatorlens.quality import validate_frame
@@ -88,6 +88,7 @@ def build_features(creator_images: pd.DataFrame, persons: pd.DataFrame, keypoint
         "ocr": dg.AssetIn(key=OCR),
     },
     partitions_def=creator_batches,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_VISION,
     kinds={"python", "pandas"},
     description="Per image: person count, shot type (close-up / half-body / full-body from visible landmarks), "

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 import creatorlens
-from assets._common import GROUP_WAREHOUSE, promotion_metadata
+from assets._common import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE, promotion_metadata
 from assets._vision import FACES, IMAGE_FEATURES, KEYPOINTS, OCR, PERSONS
 from assets.promotion import PROMOTED_BATCH
 from creatorlens.vision_promotion import promote_vision, warehouse_frames
@@ -30,6 +30,7 @@ VISION_PROMOTED = dg.AssetKey(["warehouse", "vision"])
     },
     deps=[PROMOTED_BATCH],
     partitions_def=creator_batches,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_WAREHOUSE,
     kinds={"postgres"},
     description="Per-image vision features and statuses, persons, keypoints, OCR text and faces of the batch, "

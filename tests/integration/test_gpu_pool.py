@@ -60,6 +60,7 @@ def test_overlap_check_detects_overlap():
 
 @pytest.mark.e2e
 def test_gpu_steps_never_overlap_under_multiprocess_executor(dagster_instance, tmp_path):
+    # Step processes re-import this module by name (tests/conftest.py puts the repo on PYTHONPATH).
     out = tmp_path / "stamps"
     out.mkdir()
     run_config = {"ops": {a.op.name: {"config": {"out_dir": str(out)}} for a in PROBE_ASSETS}}
