@@ -37,7 +37,7 @@ EXPECTED_ASSETS = {
     "warehouse/vision": {"vision/image_features", "vision/persons", "vision/keypoints", "vision/ocr",
                          "vision/faces", "warehouse/promoted_batch"},
 }
-GPU_POOL = {"vision/persons", "vision/keypoints", "vision/ocr", "vision/faces"}
+GPU_POOL = {"vision/persons", "vision/keypoints", "vision/ocr", "vision/faces", "images/embeddings", "images/tags"}
 # Tagging (issue 4). Unpartitioned: the taxonomy and the calibrated thresholds.
 EXPECTED_ASSETS |= {
     "images/embeddings": {"images/creator_images"},

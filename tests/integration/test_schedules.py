@@ -1,9 +1,9 @@
 """The monthly re-processing schedule, evaluated with build_schedule_context on a real instance.
 
-The vision and tagging assets live on other branches, so the production selection is empty
-here. The test adds, in its own Definitions, a tagging-group asset with a warehouse asset
-downstream of it (what the schedule always re-runs) and an ingest-group stage with a code version
-(what it re-runs only once that version changes). Batches are promoted by real runs of the job.
+The production selection is the vision and tagging stages and their warehouse promotions. The
+test also adds, in its own Definitions, a tagging-group probe with a warehouse asset downstream of
+it (always re-run, like the real ones) and an ingest-group stage with a code version (re-run only
+once that version changes). Batches are promoted by real runs of the job.
 """
 
 from datetime import UTC, datetime
@@ -27,6 +27,10 @@ TAG_ROWS = dg.AssetKey(["warehouse", "probe_tag_rows"])
 STAGE = dg.AssetKey(["images", "probe_stage"])
 STAGE_ROWS = dg.AssetKey(["warehouse", "probe_stage_rows"])
 WHEN = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+# The real stages the schedule re-runs every month: vision and tagging, and their promotions.
+MONTHLY = {dg.AssetKey(k.split("/")) for k in (
+    "vision/persons", "vision/keypoints", "vision/ocr", "vision/faces", "vision/image_features", "warehouse/vision",
+    "images/embeddings", "images/tags", "creators/tags", "warehouse/promoted_tags")}
 
 
 def _probe(spec: dg.AssetSpec) -> dg.AssetsDefinition:
@@ -76,29 +80,29 @@ def promoted(tmp_path, database_url, dagster_instance):
 def test_selection_is_tagging_vision_and_their_promotion(tmp_path):
     graph = dg.Definitions.merge(build_definitions(Settings(state_dir=tmp_path)),
                                  dg.Definitions(assets=probe_assets("v1"))).resolve_asset_graph()
-    assert reprocess_selection().resolve(graph) == {TAGS, TAG_ROWS}
-    # In this branch alone (no vision/tagging assets yet) it selects nothing.
-    assert reprocess_selection().resolve(build_definitions(Settings(state_dir=tmp_path)).resolve_asset_graph()) == set()
+    assert reprocess_selection().resolve(graph) == MONTHLY | {TAGS, TAG_ROWS}
+    # Ingest, the backbone promotion and the profile stages are not re-run monthly.
+    assert reprocess_selection().resolve(build_definitions(Settings(state_dir=tmp_path)).resolve_asset_graph()) == MONTHLY
 
 
 def test_monthly_tick_requests_one_throttled_run_per_promoted_batch(promoted, dagster_instance):
     result = _evaluate(_defs(promoted, "v1"), dagster_instance)
     assert [(r.partition_key, r.run_key) for r in result.run_requests] == [("batch-00001", "reprocess:2026-12:batch-00001")]
     request = result.run_requests[0]
-    assert set(request.asset_selection) == {TAGS, TAG_ROWS}  # the stage's version did not change
+    assert set(request.asset_selection) == MONTHLY | {TAGS, TAG_ROWS}  # the stage's version did not change
     assert request.tags[REPROCESS_TAG] == "2026-12"
 
 
 def test_changed_code_version_adds_the_stage_and_its_downstream(promoted, dagster_instance):
     defs = _defs(promoted, "v2")
     request = _evaluate(defs, dagster_instance).run_requests[0]
-    assert set(request.asset_selection) == {TAGS, TAG_ROWS, STAGE, STAGE_ROWS}
+    assert set(request.asset_selection) == MONTHLY | {TAGS, TAG_ROWS, STAGE, STAGE_ROWS}
     # Running what the schedule asked for records the new version: next month only the forced part.
     job = defs.resolve_job_def(INGEST_JOB)
     result = job.execute_in_process(partition_key=request.partition_key, asset_selection=request.asset_selection,
                                     instance=dagster_instance, tags=request.tags)
     assert result.success
-    assert set(_evaluate(defs, dagster_instance).run_requests[0].asset_selection) == {TAGS, TAG_ROWS}
+    assert set(_evaluate(defs, dagster_instance).run_requests[0].asset_selection) == MONTHLY | {TAGS, TAG_ROWS}
 
 
 def test_no_promoted_batch_skips(tmp_path, dagster_instance):
