@@ -11,7 +11,6 @@ The device comes from an ordered preference list (CUDA, MPS, CPU) and can be for
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from gpu_ops.compat import ensure_torchvision
+
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIM = 384
 DEVICE_PREFERENCE = ("cuda", "mps", "cpu")
@@ -27,7 +28,6 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 _models: dict[tuple[str, str], Any] = {}
 _lock = threading.Lock()
-_shim_libs: list[Any] = []  # keeps the torch.library fragments below alive
 
 
 def model_path() -> Path:
@@ -77,51 +77,13 @@ def _offline_env() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _importable_torchvision() -> None:
-    """Let transformers import a torchvision whose C++ ops do not match this torch build.
-
-    PyPI's torchvision 0.28 is a CUDA build; on a CPU-only torch its ``_C`` extension does not
-    load, and importing it fails registering fake kernels for ``torchvision::nms``/``qnms``.
-    Text models never call those ops: declaring the two schemas lets the import finish. Only
-    done when the import actually fails, so a working torchvision is left untouched.
-    """
-    if "torchvision" in sys.modules:
-        return
-    try:  # the shared shim (gpu_ops.compat, from the model-layer work) wins when it is there:
-        from gpu_ops.compat import ensure_torchvision  # it also gives nms a CPU kernel for vision
-    except ImportError:
-        pass
-    else:
-        ensure_torchvision()
-        return
-    try:
-        import torchvision  # noqa: F401
-        return
-    except RuntimeError as exc:
-        if "torchvision::" not in str(exc):
-            raise
-    import torch
-
-    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        del sys.modules[name]
-    lib = torch.library.Library("torchvision", "FRAGMENT")
-    for schema in ("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
-                   "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"):
-        try:
-            lib.define(schema)
-        except RuntimeError:
-            pass  # declared already (by another shim): fine
-    _shim_libs.append(lib)
-    import torchvision  # noqa: F401,F811
-
-
 def _load(device: str) -> Any:
     path = model_path()
     key = (str(path), device)
     with _lock:
         if key not in _models:
             with _offline_env():
-                _importable_torchvision()
+                ensure_torchvision()  # transformers imports torchvision
                 from sentence_transformers import SentenceTransformer
                 from transformers.utils import logging as hf_logging
 
