@@ -6,13 +6,7 @@ tests call :func:`build_definitions` with their own settings instead.
 
 from __future__ import annotations
 
-import warnings
-
 import dagster as dg
-
-# Partitioned asset checks (``partitions_def`` on a check) are a preview feature in Dagster 1.13;
-# they are what lets a blocking check gate one batch. Acknowledge it once, here.
-warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning)
 
 from assets import duplicates, images, ingest, promotion  # noqa: E402
 from assets import enrichment, llm_profiles, profile_promotion  # noqa: E402  (profiles, issue 5)
