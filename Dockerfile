@@ -1,8 +1,11 @@
-# One image for the webserver, the daemon and the user-code servers (CPU). The GPU user-code
-# server uses the same image with an NVIDIA device reservation (see docker-compose.yml).
+# One image for the webserver, the daemon and both user-code servers; the GPU server's image is the
+# same file built with PyPI's torch (a CUDA build) instead of the CPU wheels (docker-compose.yml).
+# The NVIDIA driver comes from the host through the container toolkit, not from this image.
 FROM python:3.11-slim
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DAGSTER_HOME=/opt/dagster/home
-RUN apt-get update && apt-get install -y --no-install-recommends build-essential && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/creatorlens
 COPY pyproject.toml README.md ./
 COPY creatorlens creatorlens
@@ -11,6 +14,9 @@ COPY assets assets
 COPY resources resources
 COPY gpu_ops gpu_ops
 COPY sql sql
-RUN pip install --no-cache-dir -e . && mkdir -p $DAGSTER_HOME
+COPY taxonomy taxonomy
+RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" -e . && mkdir -p "$DAGSTER_HOME"
 COPY deploy/dagster.prod.yaml $DAGSTER_HOME/dagster.yaml
-COPY workspace.yaml deploy/workspace.docker.yaml ./
+COPY workspace.yaml ./
+COPY deploy/workspace.docker.yaml deploy/workspace.docker.yaml
+EXPOSE 3000 4000 4001

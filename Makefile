@@ -37,8 +37,9 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
+# PYTHONPATH: Dagster's multiprocess step workers re-import test modules by name.
 test: install browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 validate: install
 	$(BIN)/creatorlens init >/dev/null
@@ -51,6 +52,11 @@ ui: install
 bench: install
 	$(BIN)/python bench/promotion.py
 	$(BIN)/python bench/decode_pdq.py
+	$(BIN)/python bench/sensor_tick.py
+	$(BIN)/python bench/enrich_faults.py
+	$(BIN)/python bench/vision.py
+	$(BIN)/python bench/vector_search.py
+	$(BIN)/python bench/embeddings.py
 
 app: install
 	$(BIN)/creatorlens init >/dev/null

@@ -8,7 +8,14 @@ import dagster as dg
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from assets._common import GROUP_INGEST, check_result, preview_table, stopwatch, throughput_metadata
+from assets._common import (
+    BATCH_BACKFILL_POLICY,
+    GROUP_INGEST,
+    check_result,
+    preview_table,
+    stopwatch,
+    throughput_metadata,
+)
 from assets.images import CREATOR_IMAGES
 from creatorlens.duplicates import near_duplicate_pairs
 from creatorlens.queries import load_queries
@@ -26,6 +33,7 @@ HASH_COLUMNS = ["image_key", "sha256", "pdq_hash", "pdq_quality"]
     ins={"creator_images": dg.AssetIn(key=CREATOR_IMAGES)},
     partitions_def=creator_batches,
     group_name=GROUP_INGEST,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     kinds={"python", "numpy", "postgres"},
     description="Exact (sha256) and near (PDQ) duplicate pairs, within the batch and across the warehouse.",
 )
@@ -57,6 +65,13 @@ def image_duplicates(
             "cross_batch_pairs": n_cross,
             "compared_new": len(new),
             "compared_existing": len(existing),
+            # Images of the batch left out of the near-duplicate comparison, and why.
+            "near_skipped_by_reason": dg.MetadataValue.json({
+                reason: n for reason, n in (
+                    ("image_failed", int((creator_images["status"] != "ok").sum())),
+                    ("pdq_quality_below_min", int((new["pdq_quality"] < ingest.pdq_min_quality).sum())),
+                ) if n
+            }),
             "max_distance": ingest.pdq_max_distance,
             "min_quality": ingest.pdq_min_quality,
             **throughput_metadata(len(new), elapsed(), "images"),

@@ -18,9 +18,17 @@ from great_expectations.expectations.row_conditions import Column
 import httpx
 import pandas as pd
 
-from assets._common import GROUP_INGEST, check_result, reason_counts, stopwatch, throughput_metadata
+from assets._common import (
+    BATCH_BACKFILL_POLICY,
+    GROUP_INGEST,
+    NETWORK_RETRY_POLICY,
+    check_result,
+    reason_counts,
+    stopwatch,
+    throughput_metadata,
+)
 from assets.ingest import RAW_POSTS
-from creatorlens.imaging import ImageError, ImageLimits, ProcessedImage, fetch_bytes, process_image_bytes
+from creatorlens.imaging import ImageError, ImageLimits, ProcessedImage, fetch_bytes_retrying, process_image_bytes
 from creatorlens.promotion import IMAGE_COLUMNS
 from creatorlens.quality import validate_frame
 from gpu_ops.prefetch import prefetch_map
@@ -63,7 +71,7 @@ def _fetch(post: dict[str, Any], *, limits: ImageLimits, client: httpx.Client) -
     uri = post.get("media_url")
     if not isinstance(uri, str) or not uri:
         raise ImageError("no_media_url", "post has no image URL")
-    return fetch_bytes(uri, limits=limits, client=client)
+    return fetch_bytes_retrying(uri, limits=limits, client=client)
 
 
 def _decode(item: tuple[bytes | BaseException, ImageLimits]) -> ProcessedImage:
@@ -125,7 +133,10 @@ def _preview(df: pd.DataFrame, blobs: BlobStore, limit: int = 6) -> str:
     group_name=GROUP_INGEST,
     kinds={"python", "pandas", "pillow"},
     description="Top-N images per creator: decoded, EXIF-rotated, thumbnailed, sha256 + PDQ hashed.",
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL),
+    # Each image already retries its own transient errors (429, 5xx, resets) and ends as a row;
+    # this retries the step when the run itself hits one (blob store, worker lost), spread by jitter.
+    retry_policy=NETWORK_RETRY_POLICY,
+    backfill_policy=BATCH_BACKFILL_POLICY,
 )
 def creator_images(
     context: dg.AssetExecutionContext, raw_posts: pd.DataFrame, blobs: BlobStore, ingest: IngestConfig

@@ -13,7 +13,15 @@ import dagster as dg
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from assets._common import GROUP_INGEST, check_result, preview_table, reason_counts, stopwatch
+from assets._common import (
+    BATCH_BACKFILL_POLICY,
+    GROUP_INGEST,
+    check_result,
+    preview_table,
+    reason_counts,
+    stopwatch,
+    throughput_metadata,
+)
 from creatorlens.batching import batch_members
 from creatorlens.promotion import CREATOR_COLUMNS, POST_COLUMNS
 from creatorlens.quality import validate_frame
@@ -38,6 +46,7 @@ RAW_POSTS = dg.AssetKey(["raw", "posts"])
     partitions_def=creator_batches,
     group_name=GROUP_INGEST,
     can_subset=False,
+    backfill_policy=BATCH_BACKFILL_POLICY,
 )
 def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceFiles):
     batch = context.partition_key
@@ -67,12 +76,12 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources
     if missing:
         context.log.warning(f"{len(missing)} batch members not found in any source: {missing[:20]}")
     context.log.info(f"batch {batch}: {len(profiles_df)} creators, {len(posts_df)} posts in {elapsed():.2f}s")
-    common = {"seconds": dg.MetadataValue.float(round(elapsed(), 3))}
+    seconds = elapsed()
     yield dg.Output(
         profiles_df,
         output_name="raw_profiles",
         metadata={
-            **common,
+            **throughput_metadata(len(profiles_df), seconds, "creators"),
             "creators": len(profiles_df),
             "batch_members": len(members),
             "missing_from_sources": dg.MetadataValue.json(missing),
@@ -87,7 +96,7 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources
         posts_df,
         output_name="raw_posts",
         metadata={
-            **common,
+            **throughput_metadata(len(posts_df), seconds, "posts"),
             "posts": len(posts_df),
             "creators_with_posts": int(posts_df["username"].nunique()),
             "posts_shared_with_another_creator": int(shared.sum()),

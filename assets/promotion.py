@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 import creatorlens
-from assets._common import GROUP_WAREHOUSE
+from assets._common import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE, promotion_metadata
 from assets.duplicates import IMAGE_DUPLICATES
 from assets.images import CREATOR_IMAGES
 from assets.ingest import RAW_POSTS, RAW_PROFILES
@@ -30,6 +30,7 @@ PROMOTED_BATCH = dg.AssetKey(["warehouse", "promoted_batch"])
     },
     partitions_def=creator_batches,
     group_name=GROUP_WAREHOUSE,
+    backfill_policy=BATCH_BACKFILL_POLICY,
     kinds={"postgres"},
     description="Creators, posts, images (with failures) and duplicate pairs of the batch, upserted in one "
     "transaction (COPY into staging tables, then INSERT … ON CONFLICT on natural keys).",
@@ -58,13 +59,4 @@ def promoted_batch(
         f"promoted {context.partition_key}: staged {result.staged}, written {result.written}, "
         f"removed stale {result.deleted} in {result.seconds:.2f}s"
     )
-    return dg.MaterializeResult(
-        metadata={
-            **{f"rows_{k}": v for k, v in result.staged.items()},
-            "rows_changed": dg.MetadataValue.json(result.written),
-            "rows_removed_stale": dg.MetadataValue.json(result.deleted),
-            "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-            "rows_per_second": dg.MetadataValue.float(round(result.rows_per_second, 1)),
-            "code_version": creatorlens.__version__,
-        }
-    )
+    return dg.MaterializeResult(metadata=promotion_metadata(result, creatorlens.__version__))

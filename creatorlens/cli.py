@@ -14,7 +14,9 @@ from pathlib import Path
 
 import click
 
+from creatorlens.logs import configure_logging
 from creatorlens.settings import Settings, get_settings
+from creatorlens.status import status
 
 DEMO_BATCH_SIZE = 6
 
@@ -41,9 +43,9 @@ def cli(ctx: click.Context, state_dir: Path | None, verbose: bool) -> None:
 
     Without DATABASE_URL an embedded PostgreSQL (pgvector) runs under the state folder.
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     overrides = {"state_dir": state_dir.resolve()} if state_dir else {}
     ctx.obj = {"settings": get_settings(**overrides)}
+    configure_logging(logging.DEBUG if verbose else logging.WARNING, ctx.obj["settings"].log_format)
 
 
 @cli.command()
@@ -102,7 +104,7 @@ def run_batches(ctx: click.Context, partitions: list[str], log_level: str = "WAR
     for key in partitions:
         started = time.perf_counter()
         click.echo(f"▶ {INGEST_JOB} [{key}] …", nl=False)
-        run = materialize_batch(job, instance, key, log_level=log_level)
+        run = materialize_batch(job, instance, key, log_level=log_level, log_format=_settings(ctx).log_format)
         outcome[key] = run.success and run.promoted
         status = "promoted" if run.promoted else "NOT promoted"
         extra = f" — failed checks: {', '.join(run.failed_checks)}" if run.failed_checks else ""
@@ -160,9 +162,12 @@ def demo(ctx: click.Context, batch_size: int) -> None:
 def _register_groups() -> None:
     from creatorlens.cli_app import app_group
     from creatorlens.cli_models import models
+    from creatorlens.enrich import enrich_command
 
     cli.add_command(models)
     cli.add_command(app_group)
+    cli.add_command(status)
+    cli.add_command(enrich_command)
 
 
 _register_groups()

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 import time
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -30,6 +33,7 @@ __all__ = [
     "ProcessedImage",
     "decode_image",
     "fetch_bytes",
+    "fetch_bytes_retrying",
     "pdq",
     "process_image_bytes",
     "process_uri",
@@ -56,6 +60,7 @@ _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _ORIENTATION_TAG = 0x0112
 _CHUNK_BYTES = 64 * 1024
+_TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -72,12 +77,23 @@ class ImageLimits:
 class ImageError(Exception):
     """An image could not be fetched or decoded; ``reason`` is a stable code."""
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(
+        self, reason: str, detail: str = "", *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
         if reason not in REASONS:
             raise ValueError(f"unknown image error reason {reason!r}")
         super().__init__(reason, detail)
         self.reason = reason
         self.detail = detail
+        self.status_code = status_code  # HTTP errors only
+        self.retry_after = retry_after  # seconds, from a Retry-After header
+
+    @property
+    def transient(self) -> bool:
+        """Worth another try: the connection failed, or the server said "later" (429, 502-504)."""
+        if self.reason == "network_error":
+            return True
+        return self.reason == "http_error" and self.status_code in _TRANSIENT_STATUS
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.detail}"
@@ -117,6 +133,47 @@ def fetch_bytes(
     if scheme == "" or len(scheme) == 1:  # plain path (a 1-letter scheme is a drive)
         return _read_local(Path(uri), limits)
     raise ImageError("not_found", f"unsupported URI scheme {scheme!r}: {uri}")
+
+
+def fetch_bytes_retrying(
+    uri: str,
+    *,
+    limits: ImageLimits = ImageLimits(),
+    client: httpx.Client | None = None,
+    attempts: int = 3,
+    backoff_s: float = 0.5,
+    max_wait_s: float = 30.0,
+) -> bytes:
+    """:func:`fetch_bytes`, tried again on transient errors (connection failures, 429, 502-504).
+
+    Waits honour the server's ``Retry-After`` (capped at ``max_wait_s``); otherwise exponential
+    backoff with full jitter, so many threads hitting one rate limit do not retry in lockstep.
+    A timeout is not retried: it already cost ``limits.timeout_s``. The last error is raised.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fetch_bytes(uri, limits=limits, client=client)
+        except ImageError as exc:
+            if not exc.transient or attempt == attempts:
+                raise
+            wait = exc.retry_after if exc.retry_after is not None else random.uniform(0, backoff_s * 2 ** (attempt - 1))
+            time.sleep(min(wait, max_wait_s))
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _retry_after_seconds(header: str | None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not header:
+        return None
+    if header.strip().isdigit():
+        return float(header.strip())
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always UTC
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _read_local(path: Path, limits: ImageLimits) -> bytes:
@@ -170,7 +227,12 @@ def _read_response(
     uri: str, response: httpx.Response, limits: ImageLimits, deadline: float
 ) -> bytes:
     if not response.is_success:
-        raise ImageError("http_error", f"HTTP {response.status_code} for {uri}")
+        raise ImageError(
+            "http_error",
+            f"HTTP {response.status_code} for {uri}",
+            status_code=response.status_code,
+            retry_after=_retry_after_seconds(response.headers.get("retry-after")),
+        )
     content_type = response.headers.get("content-type", "")
     if not _content_type_ok(content_type, limits):
         raise ImageError("bad_content_type", f"Content-Type {content_type!r} for {uri}")

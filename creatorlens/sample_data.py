@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from skimage import data as skdata
 
-__all__ = ["CSV_HEADER", "OFFLINE_PHOTOS", "SampleManifest", "build_sample_data"]
+__all__ = ["CSV_HEADER", "OFFLINE_PHOTOS", "SampleManifest", "build_sample_data", "write_creators_csv"]
 
 CSV_HEADER = ["Rank", "Username", "Name", "Followers", "ER", "Country", "Genre", "Details"]
 
@@ -487,3 +487,16 @@ def build_sample_data(root: Path, *, seed: int = 7) -> SampleManifest:
         missing_image_refs=list(_MISSING_IMAGES),
         n_posts_expected=n_posts,
     )
+
+
+def write_creators_csv(path: Path, usernames: list[str]) -> Path:
+    """A minimal export of ``usernames`` in the sample CSV layout (no posts): sensor tests, benchmarks."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for rank, name in enumerate(usernames, start=1):
+        writer.writerow([str(rank), name, name.replace(".", " ").title(), f"{1000 + rank}", "1.00%", "Nowhere",
+                         "Testing", "generated"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(out.getvalue(), encoding="utf-8")
+    return path

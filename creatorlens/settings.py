@@ -8,8 +8,9 @@ state folder. Nothing is read at import time; call :func:`get_settings` when you
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +44,13 @@ class Settings(BaseSettings):
     max_failure_rate: float = Field(default=0.2, ge=0.0, le=1.0)
     image_workers: int | None = Field(default=None, ge=1, description="Image fetch threads.")
     decode_workers: int | None = Field(default=None, ge=1, description="Decode + PDQ processes.")
+    # ---- operations (issue 6) ----
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="CLI and Dagster console logs: coloured text or one JSON object per line."
+    )
+    code_location: Literal["all", "cpu", "gpu"] = Field(
+        default="all", description="What this code location serves (orchestration/locations.py); all = everything."
+    )
 
     # ---- models ----------------------------------------------------------------------------
     model_cache_dir: Path | None = Field(
@@ -53,6 +61,59 @@ class Settings(BaseSettings):
         default_factory=dict, description='Forced backend per family, JSON: {"person_detector": "hog"}.'
     )
     inference_batch_size: int = Field(default=16, ge=1, description="Images per inference batch.")
+    model_weights: dict[str, str] = Field(
+        default_factory=dict,
+        description='Weights per family kept outside the cache, JSON: {"face_embedder": "/models/w600k_r50.onnx"}.',
+    )
+
+    # ---- profiles (issue 5): profile API, MongoDB raw responses, LLM endpoint ---------------
+    profile_url_template: str | None = Field(
+        default=None, description="Profile API URL with a {username} placeholder; unset = no enrichment."
+    )
+    profile_headers: SecretStr | None = Field(default=None, description="Profile API headers, a JSON object.")
+    profile_mapping: str | None = Field(default=None, description="Field -> dotted path overrides, JSON.")
+    profile_rate_limit: float = Field(default=10.0, gt=0, description="Profile API requests per minute.")
+    profile_jitter_min_s: float = Field(default=2.0, ge=0)
+    profile_jitter_max_s: float = Field(default=4.0, ge=0)
+    profile_batch_size: int = Field(default=100, ge=1, description="Profiles fetched between two pauses.")
+    profile_batch_pause_s: float = Field(default=1800.0, ge=0)
+    profile_timeout_s: float = Field(default=20.0, gt=0)
+    profile_please_wait_pause_s: float = Field(default=900.0, ge=0, description="Pause after 5 'please wait' 401s.")
+    profile_cache: Path | None = Field(default=None, description="Profile cache (SQLite) override.")
+    mongodb_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("MONGODB_URL", "CREATORLENS_MONGODB_URL"),
+        description="MongoDB with raw API responses; unset = no MongoDB source.",
+    )
+    mongodb_database: str = Field(default="creatorlens")
+    mongodb_collection: str = Field(default="raw_api_responses")
+    llm_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("LLM_BASE_URL", "CREATORLENS_LLM_BASE_URL"),
+        description="OpenAI-compatible base URL (ending in /v1); unset = no LLM profiles.",
+    )
+    llm_model: str | None = Field(default=None, validation_alias=AliasChoices("LLM_MODEL", "CREATORLENS_LLM_MODEL"))
+    llm_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("LLM_API_KEY", "CREATORLENS_LLM_API_KEY")
+    )
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    text_embed_device: str | None = Field(default=None, description="Force cpu/cuda/mps for text embeddings.")
+
+    # ---- tagging: taxonomy, review, calibration, vector index -----------------------------
+    taxonomy_path: Path = Field(
+        default=REPO_ROOT / "taxonomy" / "default.yaml", description="Tag taxonomy YAML (validated at start-up)."
+    )
+    tag_review_floor: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Review floor as a fraction of each tag's threshold."
+    )
+    tag_labels_csv: Path | None = Field(default=None, description="Labelled examples (image_key,tag,label).")
+    tag_precision_floor: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Calibrate for this precision (unset: maximise F1)."
+    )
+    tag_min_labels: int = Field(default=3, ge=1, description="Positives and negatives a tag needs to be calibrated.")
+    hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new vector indexes.")
+    hnsw_ef_construction: int = Field(default=128, ge=4, le=1000, description="HNSW build candidate list.")
+    hnsw_ef_search: int = Field(
+        default=40, ge=1, le=1000, description="HNSW search candidate list (recall vs latency)."
+    )
 
     # ---- derived paths -------------------------------------------------------------------
     @property
@@ -91,7 +152,21 @@ class Settings(BaseSettings):
     def resolved_json_dir(self) -> Path:
         return self.json_dir or self.sample_root / "json"
 
+    @property
+    def resolved_profile_cache(self) -> Path:
+        return self.profile_cache or self.state_dir / "profile_cache.sqlite"
+
 
 def get_settings(**overrides: object) -> Settings:
     """Read settings from the environment now (never cached: tests may change the env)."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def env_secret(name: str) -> str | None:
+    """A secret setting (a ``SecretStr`` field, e.g. ``llm_api_key``) read from the environment now.
+
+    Resources call this when they open a client, so secrets never sit in resource config, which
+    the Dagster UI displays.
+    """
+    secret = getattr(get_settings(), name)
+    return secret.get_secret_value() if secret is not None else None

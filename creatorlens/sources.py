@@ -38,6 +38,7 @@ __all__ = [
     "clean_bio",
     "load_sources",
     "normalise_documents",
+    "normalise_dumps",
     "normalise_username",
     "parse_count",
     "parse_dump_filename",
@@ -675,7 +676,7 @@ def read_json_dumps(
         key=lambda p: p.name,
     )
     rejects: list[Reject] = []
-    grouped: dict[str, list[tuple[str, Any]]] = {}
+    dumps: list[tuple[str, str, Any]] = []
     for path in files:
         username = parse_dump_filename(path.name)
         if username is None:
@@ -685,10 +686,24 @@ def read_json_dumps(
         if problem is not None:
             rejects.append(problem)
             continue
-        grouped.setdefault(username, []).append((str(path), doc))
+        dumps.append((username, str(path), doc))
+    creators, posts, dump_rejects = normalise_dumps(dumps)
+    return creators, posts, rejects + dump_rejects
 
+
+def normalise_dumps(
+    dumps: Iterable[tuple[str, str, Any]],
+) -> tuple[list[CreatorRecord], list[PostRecord], list[Reject]]:
+    """Group ``(username, source, parsed document)`` triples per user, in order, and normalise each
+    user's documents with :func:`normalise_documents`. Shared by the JSON folder and MongoDB sources,
+    so the same documents give the same snapshot whichever store they come from.
+    """
+    grouped: dict[str, list[tuple[str, Any]]] = {}
+    for username, source, doc in dumps:
+        grouped.setdefault(username, []).append((source, doc))
     creators: list[CreatorRecord] = []
     posts: list[PostRecord] = []
+    rejects: list[Reject] = []
     for username, documents in grouped.items():
         creator, user_posts, user_rejects = normalise_documents(username, documents)
         if creator is not None:
@@ -720,9 +735,12 @@ def _merge_creator(creators: dict[str, CreatorRecord], record: CreatorRecord) ->
 
 
 def load_sources(
-    csv_paths: Iterable[Path | str] = (), json_dirs: Iterable[Path | str] = ()
+    csv_paths: Iterable[Path | str] = (),
+    json_dirs: Iterable[Path | str] = (),
+    document_sources: Iterable[tuple[list[CreatorRecord], list[PostRecord], list[Reject]]] = (),
 ) -> SourceSnapshot:
-    """Read all CSV exports, then all JSON dump folders, into one merged snapshot.
+    """Read all CSV exports, then all JSON dump folders, then ``document_sources`` (records
+    already read from elsewhere, e.g. MongoDB, by :func:`normalise_dumps`) into one snapshot.
 
     Earlier sources win (CSVs in order, then JSON folders in order); later ones only fill
     fields that are still empty. Whole-file problems of a CSV (no username column) raise.
@@ -734,8 +752,8 @@ def load_sources(
         for record in records:
             _merge_creator(snapshot.creators, record)
         snapshot.rejects.extend(rejects)
-    for json_dir in _as_paths(json_dirs):
-        records, dir_posts, rejects = read_json_dumps(json_dir)
+    read_documents = [read_json_dumps(json_dir) for json_dir in _as_paths(json_dirs)]
+    for records, dir_posts, rejects in [*read_documents, *document_sources]:
         for record in records:
             _merge_creator(snapshot.creators, record)
         for post in dir_posts:

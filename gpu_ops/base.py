@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from gpu_ops.device import Device
-from gpu_ops.registry import ModelSpec
+from gpu_ops.registry import ModelSpec, sha256_file
 
 Out = TypeVar("Out")
 
@@ -34,11 +34,23 @@ class ModelBackend(ABC, Generic[Out]):
         self.options = dict(options or {})
         self._loaded = False
         self._lock = threading.Lock()
+        self._version: str | None = None
 
     @property
     def version(self) -> str:
-        """``model_id@revision``: recorded with every row this backend produces."""
-        return self.spec.version
+        """``model_id@revision``: recorded with every row this backend produces.
+
+        Weights given as one file instead of the pulled cache folder (a test model, a hand-exported
+        ONNX) are named by file name and content digest, so rows never claim a catalog model they
+        did not come from.
+        """
+        if self._version is None:
+            path = Path(self.weights) if self.weights is not None else None
+            if path is not None and path.is_file():
+                self._version = f"{path.name}@sha256:{sha256_file(path)[:12]}"
+            else:
+                self._version = self.spec.version
+        return self._version
 
     def load(self) -> ModelBackend[Out]:
         if not self._loaded:

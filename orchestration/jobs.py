@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets._common import BATCH_GROUPS
+from assets.tagging import GROUP_TAXONOMY
 from orchestration.partitions import creator_batches
 
 INGEST_JOB = "ingest_batch"
@@ -15,4 +16,13 @@ ingest_batch_job = dg.define_asset_job(
     partitions_def=creator_batches,
     description="Sources → images → duplicates → blocking checks → one-transaction promotion, for one creator batch.",
     tags={"creatorlens/area": "ingest"},
+)
+
+CALIBRATE_JOB = "calibrate_tags"
+
+calibrate_tags_job = dg.define_asset_job(
+    name=CALIBRATE_JOB,
+    selection=dg.AssetSelection.groups(GROUP_TAXONOMY),
+    description="Publish the tag taxonomy and calibrate per-tag thresholds from labels and reviewer feedback.",
+    tags={"creatorlens/area": "tagging"},
 )

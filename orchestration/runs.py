@@ -1,4 +1,4 @@
-"""Batch discovery and local materialisation, shared by the CLI, the tests and (later) the sensor."""
+"""Batch discovery and local materialisation, shared by the CLI, the tests and the new-creator sensor."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+from sqlalchemy.engine import Engine
 
 from assets.promotion import PROMOTED_BATCH
 from creatorlens.batching import BatchAssignment, assign_batches, record_rejects
+from creatorlens.operations import stamp_batches, unbatched_creators
 from creatorlens.settings import REPO_ROOT, Settings
 from creatorlens.sources import SourceSnapshot
+from orchestration.observability import run_logger_config
 from orchestration.partitions import register_batches
 from resources.sources import SourceFiles
 from resources.warehouse import engine_from_settings
@@ -49,24 +52,38 @@ def local_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(prepare_dagster_home(settings)))
 
 
-def discover_batches(settings: Settings, instance: dg.DagsterInstance, batch_size: int | None = None) -> Discovery:
-    """Read the sources, record their rejects, batch new creators, register partitions. Idempotent."""
-    engine = engine_from_settings(settings)
-    snapshot = SourceFiles.from_settings(settings).load()
+def batch_new_creators(engine: Engine, sources: SourceFiles, batch_size: int) -> tuple[SourceSnapshot, BatchAssignment]:
+    """Read every source, record its rejects, and put creators no batch holds into new batches.
+
+    Creators come from the source folders (and whatever else ``SourceFiles.load`` reads) and from
+    the warehouse itself: rows inserted into ``creators`` directly, without a batch. Idempotent.
+    """
+    snapshot = sources.load()
     record_rejects(engine, snapshot.rejects)
-    assignment = assign_batches(engine, list(snapshot.creators), batch_size=batch_size or settings.batch_size)
+    usernames = [*snapshot.creators, *unbatched_creators(engine)]
+    assignment = assign_batches(engine, usernames, batch_size=batch_size)
+    stamp_batches(engine)
+    return snapshot, assignment
+
+
+def discover_batches(settings: Settings, instance: dg.DagsterInstance, batch_size: int | None = None) -> Discovery:
+    """Batch new creators and register every batch as a partition right away. Idempotent."""
+    snapshot, assignment = batch_new_creators(
+        engine_from_settings(settings), SourceFiles.from_settings(settings), batch_size or settings.batch_size
+    )
     return Discovery(snapshot, assignment, register_batches(instance, assignment.all_batches))
 
 
 def materialize_batch(
-    job: dg.JobDefinition, instance: dg.DagsterInstance, partition: str, *, log_level: str = "INFO"
+    job: dg.JobDefinition, instance: dg.DagsterInstance, partition: str, *, log_level: str = "INFO",
+    log_format: str = "text",
 ) -> BatchRun:
     """Run ``job`` for one partition in this process, recorded in ``instance`` like any other run."""
     result = job.execute_in_process(
         partition_key=partition,
         instance=instance,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        run_config={"loggers": run_logger_config(log_format, log_level)},
     )
     failed_checks = [
         e.asset_check_evaluation_data.check_name

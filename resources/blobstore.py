@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-KINDS = ("originals", "thumbnails")
+KINDS = ("originals", "thumbnails", "crops")  # crops: person crops from the vision stages
 
 
 class BlobStore(dg.ConfigurableResource):

@@ -47,6 +47,7 @@ class ModelRegistry(dg.ConfigurableResource):
             "device": settings.device,
             "backends": dict(settings.model_backends),
             "batch_size": settings.inference_batch_size,
+            "weights": dict(settings.model_weights),
         }
         values.update(overrides)
         return cls(**values)

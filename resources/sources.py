@@ -1,4 +1,5 @@
-"""Where raw creator data comes from: a CSV drop folder and a folder of raw JSON API dumps."""
+"""Where raw creator data comes from: a CSV drop folder, a folder of raw JSON API dumps and,
+optionally, raw API responses in MongoDB (``MONGODB_URL``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import Field
 
 from creatorlens.settings import Settings
 from creatorlens.sources import SourceSnapshot, load_sources
+from resources.mongo import DEFAULT_COLLECTION, DEFAULT_DATABASE, MongoSource
 
 
 class SourceFiles(dg.ConfigurableResource):
@@ -16,10 +18,15 @@ class SourceFiles(dg.ConfigurableResource):
 
     csv_dir: str | None = Field(default=None, description="Folder of CSV exports (*.csv).")
     json_dir: str | None = Field(default=None, description="Folder of raw JSON API responses (*.json).")
+    mongodb_url: str | None = Field(default=None, description="MongoDB with raw API responses; empty = none.")
+    mongodb_database: str = Field(default=DEFAULT_DATABASE)
+    mongodb_collection: str = Field(default=DEFAULT_COLLECTION)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SourceFiles:
-        return cls(csv_dir=str(settings.resolved_csv_dir), json_dir=str(settings.resolved_json_dir))
+        return cls(csv_dir=str(settings.resolved_csv_dir), json_dir=str(settings.resolved_json_dir),
+                   mongodb_url=settings.mongodb_url, mongodb_database=settings.mongodb_database,
+                   mongodb_collection=settings.mongodb_collection)
 
     def csv_paths(self) -> list[Path]:
         if not self.csv_dir or not Path(self.csv_dir).is_dir():
@@ -30,4 +37,6 @@ class SourceFiles(dg.ConfigurableResource):
         return [Path(self.json_dir)] if self.json_dir and Path(self.json_dir).is_dir() else []
 
     def load(self) -> SourceSnapshot:
-        return load_sources(self.csv_paths(), self.json_dirs())
+        mongo = MongoSource(url=self.mongodb_url, database=self.mongodb_database, collection=self.mongodb_collection)
+        documents = [mongo.read()] if mongo.configured else []
+        return load_sources(self.csv_paths(), self.json_dirs(), documents)

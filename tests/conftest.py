@@ -17,6 +17,11 @@ from psycopg import sql as pgsql
 
 from resources.warehouse import apply_migrations, dispose_engines, embedded_server, get_engine, normalise_url
 
+# Tests build their own settings, state folders and Dagster homes: what `make` exports for the
+# demo (CREATORLENS_STATE_DIR, DAGSTER_HOME) or a developer's shell holds must not leak into them.
+for _var in [v for v in os.environ if v.startswith("CREATORLENS_") or v in ("DAGSTER_HOME", "DATABASE_URL", "BATCH_SIZE")]:
+    del os.environ[_var]
+
 TEMPLATE_DB = "creatorlens_template"
 _db_counter = itertools.count()
 

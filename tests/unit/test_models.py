@@ -86,7 +86,7 @@ def test_device_choice_and_forcing() -> None:
 
 
 def test_missing_weights_fall_back_to_a_bundled_cpu_backend(tmp_path: Path) -> None:
-    assert resolve("person_detector", tmp_path).backend == "hog"
+    assert resolve("person_detector", tmp_path).backend == "mediapipe"
     with pytest.raises(WeightsMissing) as err:
         resolve("person_detector", tmp_path, backend="yolo")
     assert "creatorlens models pull person_detector --backend yolo" in str(err.value)
@@ -129,7 +129,7 @@ def test_pull_downloads_verifies_and_makes_the_backend_resolvable(tmp_path: Path
     assert problems(tmp_path, spec, deep=True) == ["yolov8s.pt does not match its recorded sha256"]
     (directory / "yolov8s.pt").write_bytes(weights[:100])  # truncated
     assert "manifest says" in problems(tmp_path, spec)[0]
-    assert resolve("person_detector", tmp_path).backend == "hog"
+    assert resolve("person_detector", tmp_path).backend == "mediapipe"
 
 
 def test_pull_extracts_an_archive_member_and_refuses_a_wrong_digest(tmp_path: Path) -> None:

@@ -1,0 +1,170 @@
+"""Sensors: new creators become batches and runs; failed runs are recorded per batch.
+
+``new_creator_sensor`` (built by :func:`build_new_creator_sensor`) reads every source through the
+backbone's discovery path (:func:`orchestration.runs.batch_new_creators`: the source folders,
+whatever else ``SourceFiles.load`` reads, and creators inserted straight into the warehouse),
+puts creators no batch holds into new batches, and answers with one ``SensorResult``: the new
+partitions, one run per new batch (``run_key`` = job + batch, so Dagster launches it once), and a
+cursor. The cursor is a fingerprint of what discovery would read (file names, sizes and mtimes,
+the warehouse's highest creator id), taken *before* reading, so an idle tick costs a few ``stat``
+calls and one indexed query, and a change during a tick is seen by the next one. (The sensor's
+own writes go to ``creator_batches``, outside the fingerprint; a promotion adds creators, so the
+tick after one rescans once and finds nothing.)
+
+The "new" batches are the warehouse's batches the instance does not know yet, not only the ones
+made in this tick: if a tick crashed after writing its batches but before Dagster stored its
+result, the next tick still registers and runs them.
+
+``batch_failure_sensor`` writes every failed run (its batch, failed steps and error) into the
+warehouse table ``batch_failures``, which ``creatorlens status`` reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+from dagster_shared.error import SerializableErrorInfo
+from sqlalchemy.engine import Engine
+
+from creatorlens.operations import BatchFailure, change_marker, record_failure
+from orchestration.jobs import INGEST_JOB, ingest_batch_job
+from orchestration.partitions import creator_batches, missing_partitions
+from orchestration.runs import batch_new_creators
+from resources.sources import SourceFiles
+from resources.warehouse import Warehouse
+
+NEW_CREATOR_SENSOR = "new_creator_sensor"
+BATCH_FAILURE_SENSOR = "batch_failure_sensor"
+TRIGGER_TAG = "creatorlens/trigger"
+# Sources the fingerprint cannot see (a MongoDB collection) are re-read at least this often.
+FULL_RESCAN_SECONDS = 15 * 60
+SENSOR_INTERVAL_SECONDS = 60
+
+
+def _file_state(paths: list[Path]) -> list[str]:
+    states = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except FileNotFoundError:  # removed between listing and stat: the next tick sees it
+            continue
+        states.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}")
+    return states
+
+
+def _json_files(directory: Path) -> list[Path]:
+    """The files ``read_json_dumps`` reads: ``*.json`` directly in the folder, any case."""
+    with os.scandir(directory) as entries:
+        return sorted(Path(e.path) for e in entries if e.name.lower().endswith(".json") and e.is_file())
+
+
+def source_fingerprint(sources: SourceFiles, engine: Engine, now: float | None = None) -> str:
+    """A digest that changes whenever discovery could find something new (cheap: no file is read)."""
+    digest = hashlib.sha256()
+    files = [*sources.csv_paths(), *(f for d in sources.json_dirs() for f in _json_files(d))]
+    for state in _file_state(files):
+        digest.update(state.encode() + b"\n")
+    digest.update(f"creators\0{change_marker(engine)}\n".encode())
+    bucket = int((time.time() if now is None else now) // FULL_RESCAN_SECONDS)
+    digest.update(f"rescan\0{bucket}\n".encode())
+    return digest.hexdigest()
+
+
+def run_key(batch_key: str) -> str:
+    """One ingest run per batch, ever, for this sensor (batches never change once made)."""
+    return f"{INGEST_JOB}:{batch_key}"
+
+
+def build_new_creator_sensor(batch_size: int) -> dg.SensorDefinition:
+    """The new-creator sensor, cutting new batches of ``batch_size`` creators."""
+
+    @dg.sensor(
+        name=NEW_CREATOR_SENSOR,
+        job=ingest_batch_job,
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Creators no batch holds (source folders, other sources, direct warehouse inserts) → new "
+        f"batches of {batch_size}, registered as partitions, one {INGEST_JOB} run each.",
+    )
+    def new_creator_sensor(
+        context: dg.SensorEvaluationContext, warehouse: Warehouse, sources: SourceFiles
+    ) -> dg.SensorResult | dg.SkipReason:
+        engine = warehouse.get_engine()
+        fingerprint = source_fingerprint(sources, engine)
+        if fingerprint == context.cursor:
+            return dg.SkipReason("sources and warehouse unchanged since the last tick")
+        snapshot, assignment = batch_new_creators(engine, sources, batch_size)
+        new_keys = missing_partitions(context.instance, assignment.all_batches)
+        context.log.info(
+            f"{len(snapshot.creators)} creators in sources, {assignment.new_creators} newly batched, "
+            f"{len(new_keys)} batches to register and run"
+        )
+        if not new_keys:
+            return dg.SensorResult(skip_reason="no creators without a batch", cursor=fingerprint)
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(partition_key=key, run_key=run_key(key), tags={TRIGGER_TAG: NEW_CREATOR_SENSOR})
+                for key in new_keys
+            ],
+            dynamic_partitions_requests=[creator_batches.build_add_request(new_keys)],
+            cursor=fingerprint,
+        )
+
+    return new_creator_sensor
+
+
+def _root_cause(info: SerializableErrorInfo) -> SerializableErrorInfo:
+    """The user's exception under Dagster's wrappers (DagsterExecutionStepExecutionError → ValueError)."""
+    while info.cause is not None and info.cls_name.startswith("Dagster"):
+        info = info.cause
+    return info
+
+
+def _describe(step_key: str | None, info: SerializableErrorInfo) -> str:
+    """First line: where and what (``[step] ValueError: …``); then the full chain with tracebacks."""
+    root = _root_cause(info)
+    head = f"[{step_key}] " if step_key else ""
+    return f"{head}{root.cls_name}: {root.message.strip()}\n{info.to_string()}"
+
+
+def failure_from_context(context: dg.RunFailureSensorContext) -> BatchFailure:
+    """The warehouse row for a failed run: its batch, the steps that failed and the first error."""
+    run = context.dagster_run
+    record = context.instance.get_run_record_by_id(run.run_id)
+    ended = record.end_time if record is not None else None
+    step_events = context.get_step_failure_events()
+    errors = [(e.step_key, e.step_failure_data.error) for e in step_events if e.step_failure_data.error is not None]
+    if not errors:  # the run failed outside any step (launch, resources, a killed worker)
+        info = getattr(context.failure_event.event_specific_data, "error", None)
+        errors = [(None, info)] if info is not None else []
+    if errors:
+        error_class = _root_cause(errors[0][1]).cls_name
+        error = "\n\n".join(_describe(step, info) for step, info in errors)
+    else:
+        error_class, error = None, context.failure_event.message or "run failed"
+    return BatchFailure(
+        run_id=run.run_id,
+        batch_key=run.tags.get("dagster/partition"),
+        job_name=run.job_name,
+        failed_steps=[e.step_key for e in step_events if e.step_key],
+        error_class=error_class,
+        error=error,
+        failed_at=datetime.fromtimestamp(ended, tz=UTC) if ended else datetime.now(UTC),
+    )
+
+
+@dg.run_failure_sensor(
+    name=BATCH_FAILURE_SENSOR,
+    monitor_all_code_locations=True,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Records every failed run (batch, failed steps, error) in the warehouse table batch_failures.",
+)
+def batch_failure_sensor(context: dg.RunFailureSensorContext, warehouse: Warehouse) -> None:
+    failure = failure_from_context(context)
+    record_failure(warehouse.get_engine(), failure)
+    context.log.info(f"recorded failed run {failure.run_id} of {failure.batch_key or 'no batch'}: {failure.error_class}")

