@@ -17,6 +17,8 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection, Engine
 
 from app import auth
+from app.search import HybridSearch, SearchUnavailable, UnknownTag
+from creatorlens.review import ReviewError, UnknownItem
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,6 +34,12 @@ def get_conn(request: Request) -> Iterator[Connection]:
 
 
 Conn = Annotated[Connection, Depends(get_conn)]
+
+
+def driver(conn: Connection):
+    """The request's psycopg connection (for creatorlens modules written against psycopg); its
+    ``transaction()`` blocks become savepoints inside the request's transaction."""
+    return conn.connection.driver_connection
 
 
 def optional_user(request: Request, conn: Conn) -> auth.User | None:
@@ -78,6 +86,7 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
     app.state.blob_root = Path(blob_root)
     app.state.secure_cookies = secure_cookies
     app.state.embedder = embedder
+    app.state.search = HybridSearch(engine, embedder)
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -85,9 +94,18 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
     async def _to_login(request: Request, exc: LoginRequired):
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
 
-    @app.exception_handler(ValueError)
-    async def _bad_value(request: Request, exc: ValueError):
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+    def _error(status: int):
+        async def handler(request: Request, exc: Exception):
+            return JSONResponse({"detail": str(exc)}, status_code=status)
+        return handler
+
+    # Most specific first: Starlette looks handlers up along the exception's MRO.
+    app.add_exception_handler(UnknownItem, _error(404))
+    app.add_exception_handler(ReviewError, _error(409))  # e.g. the item was already resolved
+    app.add_exception_handler(UnknownTag, _error(422))
+    app.add_exception_handler(LookupError, _error(404))
+    app.add_exception_handler(SearchUnavailable, _error(503))
+    app.add_exception_handler(ValueError, _error(422))
 
     from app import api, pages
 

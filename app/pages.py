@@ -1,14 +1,21 @@
-"""Server-rendered pages (Jinja2). Forms post with a CSRF token; JavaScript stays small (static/review.js)."""
+"""Server-rendered pages (Jinja2). Forms post with a CSRF token; JavaScript stays small (static/app.js:
+keyboard shortcuts for the review queue). Every write goes through the same creatorlens.review
+functions as the JSON API; a refused action comes back to the page as a message, not a JSON error."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, time
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from app import auth, queries
-from app.main import Conn, Viewer
+from app.api import decode_upload
+from app.main import Conn, Reviewer, Viewer, driver
+from app.search import MODES, SearchFilters, SearchUnavailable, UnknownTag
+from creatorlens import review
 from resources.blobstore import BlobStore
 
 router = APIRouter(include_in_schema=False)
@@ -59,14 +66,40 @@ async def logout(request: Request, conn: Conn, user: Viewer):
     return response
 
 
+def _back(target: str, message: str | None = None, error: str | None = None) -> RedirectResponse:
+    """303 back to a page of this app, carrying a one-line outcome for it to show."""
+    target = _safe_next(target)
+    extra = {k: v for k, v in (("msg", message), ("error", error)) if v}
+    if extra:
+        target += ("&" if "?" in target else "?") + urlencode(extra)
+    return RedirectResponse(target, status_code=303)
+
+
+def _act(target: str, action, done: str) -> RedirectResponse:
+    """Run a review action; its refusal (already resolved, bad tag name, unknown tag) becomes a message."""
+    try:
+        action()
+    except (review.ReviewError, ValueError) as exc:
+        return _back(target, error=str(exc))
+    return _back(target, message=done)
+
+
 @router.get("/")
-def home(request: Request, conn: Conn, user: Viewer, page: int = 1) -> HTMLResponse:
-    return render(request, "gallery.html", user, images=queries.list_images(conn, page), page=max(page, 1))
+def home(request: Request, conn: Conn, user: Viewer, page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> HTMLResponse:
+    return render(request, "gallery.html", user, images=queries.list_images(conn, page), page=page)
 
 
 @router.get("/creators")
-def creators_page(request: Request, conn: Conn, user: Viewer) -> HTMLResponse:
-    return render(request, "creators.html", user, creators=queries.list_creators(conn, queries.CreatorFilter()))
+def creators_page(request: Request, conn: Conn, user: Viewer,
+                  tags_all: Annotated[str, Query(max_length=500)] = "",
+                  tags_any: Annotated[str, Query(max_length=500)] = "",
+                  topics: Annotated[str, Query(max_length=500)] = "") -> HTMLResponse:
+    def words(value: str) -> list[str]:
+        return [w.strip() for w in value.split(",") if w.strip()][:20]
+
+    flt = queries.CreatorFilter(tags_all=words(tags_all), tags_any=words(tags_any), topics=words(topics))
+    return render(request, "creators.html", user, creators=queries.list_creators(conn, flt),
+                  form={"tags_all": tags_all, "tags_any": tags_any, "topics": topics})
 
 
 @router.get("/creators/{platform}/{username}")
@@ -74,15 +107,119 @@ def creator_page(request: Request, conn: Conn, user: Viewer, platform: str, user
     creator = queries.get_creator(conn, platform, username)
     if creator is None:
         raise HTTPException(404, "no such creator")
-    return render(request, "creator.html", user, creator=creator)
+    return render(request, "creator.html", user, creator=creator,
+                  similar=queries.similar_by_profile(conn, platform, username, 8))
 
 
 @router.get("/images/{image_key}")
-def image_page(request: Request, conn: Conn, user: Viewer, image_key: str) -> HTMLResponse:
+def image_page(request: Request, conn: Conn, user: Viewer, image_key: str,
+               msg: str | None = None, error: str | None = None) -> HTMLResponse:
     image = queries.get_image(conn, image_key)
     if image is None:
         raise HTTPException(404, "no such image")
-    return render(request, "image.html", user, image=image)
+    return render(request, "image.html", user, image=image, tags=queries.image_tags(conn, image_key),
+                  all_tags=queries.list_tags(conn, limit=500), msg=msg, error=error)
+
+
+@router.post("/images/{image_key}/tags")
+def add_tag_form(conn: Conn, user: Reviewer, image_key: str, name: Annotated[str, Form(max_length=50)],
+                 next: Annotated[str, Form(max_length=500)] = "") -> RedirectResponse:
+    name = name.strip()
+    return _act(next or f"/images/{image_key}",
+                lambda: review.add_tag(driver(conn), image_key, name, user.username), f"added {name}")
+
+
+@router.post("/images/{image_key}/tags/remove")
+def remove_tag_form(conn: Conn, user: Reviewer, image_key: str, name: Annotated[str, Form(max_length=50)],
+                    next: Annotated[str, Form(max_length=500)] = "") -> RedirectResponse:
+    return _act(next or f"/images/{image_key}",
+                lambda: review.remove_tag(driver(conn), image_key, name, user.username), f"removed {name}")
+
+
+@router.post("/images/{image_key}/flag")
+def flag_form(conn: Conn, user: Reviewer, image_key: str, reason: Annotated[str, Form(max_length=500)],
+              next: Annotated[str, Form(max_length=500)] = "") -> RedirectResponse:
+    return _act(next or f"/images/{image_key}",
+                lambda: review.flag_image(driver(conn), image_key, reason, user.username),
+                f"flagged {image_key} for re-analysis")
+
+
+@router.get("/review")
+def review_page(request: Request, conn: Conn, user: Viewer, msg: str | None = None,
+                error: str | None = None) -> HTMLResponse:
+    items = review.pending_reviews(driver(conn), limit=queries.PAGE_SIZE)
+    return render(request, "review.html", user, items=items, all_tags=queries.list_tags(conn, limit=500),
+                  msg=msg, error=error)
+
+
+@router.post("/review/{review_id}")
+def review_form(conn: Conn, user: Reviewer, review_id: int,
+                action: Annotated[str, Form(pattern="^(accept|reject|correct)$")],
+                tag: Annotated[str, Form(max_length=50)] = "",
+                next: Annotated[str, Form(max_length=500)] = "/review") -> RedirectResponse:
+    pg = driver(conn)
+    if action == "correct":
+        tag = tag.strip()
+        return _act(next, lambda: review.correct(pg, review_id, user.username, tag),
+                    f"item {review_id}: corrected to {tag}")
+    act = review.accept if action == "accept" else review.reject
+    return _act(next, lambda: act(pg, review_id, user.username), f"item {review_id}: {action}ed")
+
+
+def _search_form(q: str, mode: str, category: str, tag: str, date_from: str, date_to: str,
+                 hide_duplicates: bool) -> tuple[dict, SearchFilters]:
+    def day(value: str, end: bool = False) -> datetime | None:
+        if not value:
+            return None
+        parsed = date.fromisoformat(value)
+        return datetime.combine(parsed, time.max if end else time.min)
+
+    form = {"q": q, "mode": mode, "category": category, "tag": tag, "date_from": date_from, "date_to": date_to,
+            "hide_duplicates": hide_duplicates}
+    return form, SearchFilters(category=category or None, tag=tag or None, date_from=day(date_from),
+                               date_to=day(date_to, end=True), hide_duplicates=hide_duplicates)
+
+
+@router.get("/search")
+def search_page(
+    request: Request, conn: Conn, user: Viewer,
+    q: Annotated[str, Query(max_length=200)] = "",
+    mode: Annotated[str, Query(pattern="^(" + "|".join(MODES) + ")$")] = "hybrid",
+    category: Annotated[str, Query(max_length=100)] = "",
+    tag: Annotated[str, Query(max_length=50)] = "",
+    date_from: Annotated[str, Query(max_length=10)] = "",
+    date_to: Annotated[str, Query(max_length=10)] = "",
+    hide_duplicates: bool = False,
+    similar: Annotated[str, Query(max_length=200)] = "",
+) -> HTMLResponse:
+    search = request.app.state.search
+    result, error = None, None
+    try:
+        form, flt = _search_form(q, mode, category, tag, date_from, date_to, hide_duplicates)
+        if similar:
+            result = search.similar(image_key=similar, filters=flt, limit=queries.PAGE_SIZE)
+        elif q.strip():
+            result = search.search(q, mode=mode, filters=flt, limit=queries.PAGE_SIZE)
+    except (SearchUnavailable, UnknownTag, LookupError, ValueError) as exc:
+        form = {"q": q, "mode": mode}
+        error = str(exc)
+    return render(request, "search.html", user, form=form, result=result, error=error, modes=MODES,
+                  similar=similar, all_tags=queries.list_tags(conn, limit=500))
+
+
+@router.post("/search/image")
+def search_upload_page(request: Request, conn: Conn, user: Viewer,
+                       file: Annotated[UploadFile, File()]) -> HTMLResponse:
+    result, error = None, None
+    try:
+        result = request.app.state.search.similar(image=decode_upload(file.file.read(20 * 1024 * 1024 + 1)),
+                                                  limit=queries.PAGE_SIZE)
+    except HTTPException as exc:
+        error = str(exc.detail)
+    except SearchUnavailable as exc:
+        error = str(exc)
+    return render(request, "search.html", user, form={"q": "", "mode": "semantic"}, result=result, error=error,
+                  modes=MODES, similar="(uploaded photo)", all_tags=queries.list_tags(conn, limit=500))
 
 
 @router.get("/stats")

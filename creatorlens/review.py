@@ -18,18 +18,45 @@ marks the item escalated; it never resolves the item and never overrides a perso
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
 
 from creatorlens.queries import load_queries
+from creatorlens.taxonomy import refused_terms
 
 QUERIES = "review.sql"
 
 
 class ReviewError(RuntimeError):
     """The item does not exist, is already resolved, or the correction names an unknown tag."""
+
+
+class UnknownItem(ReviewError, LookupError):
+    """The review item, image or tag named does not exist."""
+
+
+class TagNameError(ValueError):
+    """A new tag name breaks the naming rule or the refusal policy."""
+
+
+# Tags a reviewer types in: lowercase letters, digits, spaces and hyphens, 2–50 characters,
+# starting and ending with a letter or digit. Taxonomy tags keep their snake_case names.
+TAG_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9 -]{0,48}[a-z0-9]$")
+
+
+def check_new_tag_name(name: str) -> str:
+    """``name`` if a reviewer may create it as a new tag, else :class:`TagNameError` saying why."""
+    if not TAG_NAME_RE.fullmatch(name) or "  " in name:
+        raise TagNameError(f"tag name {name!r}: use 2–50 lowercase letters, digits, single spaces or hyphens, "
+                           "starting and ending with a letter or digit")
+    refused = refused_terms(name)
+    if refused:
+        reasons = "; ".join(f"{term!r} ({label})" for label, term in refused)
+        raise TagNameError(f"tag name {name!r} is refused: tags never infer {reasons}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -67,11 +94,11 @@ def pending_reviews(conn: psycopg.Connection, *, model_version: str | None = Non
 
 @dataclass
 class _Claim:
-    review_id: int
+    review_id: int | None  # None: a direct edit of an image's tags, not a queue item
     image_id: int
     tag_id: int
-    model_version: str
-    confidence: float
+    model_version: str | None
+    confidence: float | None
     image_key: str
     tag: str
     category: str
@@ -81,7 +108,7 @@ class _Claim:
 def _claim(cur: psycopg.Cursor, review_id: int) -> _Claim:
     row = cur.execute(load_queries(QUERIES)["claim"], {"review_id": review_id}).fetchone()
     if row is None:
-        raise ReviewError(f"review item {review_id} does not exist")
+        raise UnknownItem(f"review item {review_id} does not exist")
     rid, image_id, tag_id, version, confidence, status, image_key, tag, category, exclusive = row
     if status != "pending":
         raise ReviewError(f"review item {review_id} ({image_key}, {tag}) is already {status}")
@@ -143,23 +170,25 @@ def _decide(conn: psycopg.Connection, review_id: int, reviewer: str, note: str |
         return decision.resolve()
 
 
+def _accept(d: _Decision) -> None:
+    c = d.claim
+    d.set(c.tag_id, c.tag, True, "accepted", c.confidence)
+    if c.exclusive:
+        d.settle_rivals(c.tag_id, c.category)
+
+
+def _reject(d: _Decision) -> None:
+    d.set(d.claim.tag_id, d.claim.tag, False, "rejected", d.claim.confidence)
+
+
 def accept(conn: psycopg.Connection, review_id: int, reviewer: str, *, note: str | None = None) -> ReviewOutcome:
     """The queued tag applies to the image."""
-    def apply(d: _Decision) -> None:
-        c = d.claim
-        d.set(c.tag_id, c.tag, True, "accepted", c.confidence)
-        if c.exclusive:
-            d.settle_rivals(c.tag_id, c.category)
-
-    return _decide(conn, review_id, reviewer, note, "accepted", apply)
+    return _decide(conn, review_id, reviewer, note, "accepted", _accept)
 
 
 def reject(conn: psycopg.Connection, review_id: int, reviewer: str, *, note: str | None = None) -> ReviewOutcome:
     """The queued tag does not apply to the image."""
-    def apply(d: _Decision) -> None:
-        d.set(d.claim.tag_id, d.claim.tag, False, "rejected", d.claim.confidence)
-
-    return _decide(conn, review_id, reviewer, note, "rejected", apply)
+    return _decide(conn, review_id, reviewer, note, "rejected", _reject)
 
 
 def correct(conn: psycopg.Connection, review_id: int, reviewer: str, tag: str, *,
@@ -169,7 +198,7 @@ def correct(conn: psycopg.Connection, review_id: int, reviewer: str, tag: str, *
         c = d.claim
         row = d.cur.execute(d.q["tag_by_name"], {"tag": tag}).fetchone()
         if row is None:
-            raise ReviewError(f"unknown tag {tag!r}")
+            raise UnknownItem(f"unknown tag {tag!r}")
         new_id, new_name, new_category, new_exclusive = row
         if new_id == c.tag_id:
             raise ReviewError(f"correcting {c.tag!r} to itself: use accept()")
@@ -179,6 +208,65 @@ def correct(conn: psycopg.Connection, review_id: int, reviewer: str, tag: str, *
             d.settle_rivals(new_id, new_category)
 
     return _decide(conn, review_id, reviewer, note, "corrected", apply)
+
+
+def _edit(conn: psycopg.Connection, image_key: str, tag: str, reviewer: str, note: str | None, *,
+          present: bool) -> ReviewOutcome:
+    if not reviewer:
+        raise ValueError("an edit needs the reviewer's name")
+    q = load_queries(QUERIES)
+    with conn.transaction(), conn.cursor() as cur:
+        row = cur.execute(q["image_for_edit"], {"image_key": image_key}).fetchone()
+        if row is None:
+            raise UnknownItem(f"unknown image {image_key!r}")
+        image_id, version = row
+        found = cur.execute(q["tag_by_name"], {"tag": tag}).fetchone()
+        if found is None:
+            if not present:
+                raise UnknownItem(f"unknown tag {tag!r}")
+            cur.execute(q["create_user_tag"], {"tag": check_new_tag_name(tag), "description": f"added by {reviewer}"})
+            found = cur.execute(q["tag_by_name"], {"tag": tag}).fetchone()
+        tag_id, name, category, exclusive = found
+        pending = cur.execute(q["pending_item"], {"image_id": image_id, "tag_id": tag_id}).fetchone()
+        if pending is not None:  # the model asked about exactly this: settle its queue item
+            status = "accepted" if present else "rejected"
+            decision = _Decision(cur, _claim(cur, pending[0]), reviewer, note, status)
+            (_accept if present else _reject)(decision)
+            return decision.resolve()
+        claim = _Claim(None, image_id, tag_id, version, None, image_key, name, category, exclusive)
+        decision = _Decision(cur, claim, reviewer, note, "added" if present else "removed")
+        decision.set(tag_id, name, present, "added" if present else "removed", decision._ai_confidence(tag_id))
+        if present and exclusive:
+            decision.settle_rivals(tag_id, category)
+        return decision.outcome
+
+
+def add_tag(conn: psycopg.Connection, image_key: str, tag: str, reviewer: str, *,
+            note: str | None = None) -> ReviewOutcome:
+    """A reviewer puts ``tag`` on an image: a ``user`` row (present) and feedback (label true).
+
+    A tag the taxonomy does not list is created (category ``custom``) if its name passes
+    :func:`check_new_tag_name`. A pending queue item for the same tag is accepted instead.
+    """
+    return _edit(conn, image_key, tag, reviewer, note, present=True)
+
+
+def remove_tag(conn: psycopg.Connection, image_key: str, tag: str, reviewer: str, *,
+               note: str | None = None) -> ReviewOutcome:
+    """A reviewer says ``tag`` does not apply: a ``user`` row (absent) and feedback (label false)."""
+    return _edit(conn, image_key, tag, reviewer, note, present=False)
+
+
+def flag_image(conn: psycopg.Connection, image_key: str, reason: str, reviewer: str) -> int:
+    """Ask for ``image_key`` to be analysed again (one open flag per image; a new one replaces it)."""
+    if not reviewer or not reason.strip():
+        raise ValueError("a flag needs the reviewer and a reason")
+    with conn.transaction():
+        row = conn.execute(load_queries(QUERIES)["flag_image"],
+                           {"image_key": image_key, "reason": reason.strip()[:500], "reviewer": reviewer}).fetchone()
+    if row is None:
+        raise UnknownItem(f"unknown image {image_key!r}")
+    return int(row[0])
 
 
 def record_model_answer(
@@ -205,6 +293,6 @@ def effective_tags(conn: psycopg.Connection, image_key: str, model_version: str)
     with conn.transaction(), conn.cursor() as cur:
         row = cur.execute(q["image_id"], {"image_key": image_key}).fetchone()
         if row is None:
-            raise ReviewError(f"unknown image {image_key!r}")
+            raise UnknownItem(f"unknown image {image_key!r}")
         rows = cur.execute(q["effective_tags"], {"image_id": row[0], "model_version": model_version}).fetchall()
     return {name: (bool(present), source) for name, _, present, source, _ in rows}

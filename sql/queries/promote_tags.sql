@@ -19,9 +19,10 @@ INSERT INTO tags AS t (name, category, exclusive, description, taxonomy_version)
 SELECT name, category, exclusive, description, %(taxonomy_version)s FROM stage_tags
 ON CONFLICT (name) DO UPDATE SET
     category = EXCLUDED.category, exclusive = EXCLUDED.exclusive, description = EXCLUDED.description,
-    taxonomy_version = EXCLUDED.taxonomy_version, updated_at = now()
-WHERE (t.category, t.exclusive, t.description, t.taxonomy_version)
-      IS DISTINCT FROM (EXCLUDED.category, EXCLUDED.exclusive, EXCLUDED.description, EXCLUDED.taxonomy_version);
+    taxonomy_version = EXCLUDED.taxonomy_version, origin = 'taxonomy', updated_at = now()
+WHERE (t.category, t.exclusive, t.description, t.taxonomy_version, t.origin)
+      IS DISTINCT FROM (EXCLUDED.category, EXCLUDED.exclusive, EXCLUDED.description, EXCLUDED.taxonomy_version,
+                        'taxonomy');
 
 -- name: register_model
 INSERT INTO embedding_models (model_version, model_id, backend, dim, scoring, index_name, hnsw_m, hnsw_ef_construction)

@@ -61,7 +61,7 @@ WHERE review_id = %(review_id)s;
 -- Pending items of the same image and model version for tags a decision just settled.
 UPDATE tag_review_queue SET status = 'superseded', resolved_at = now(), resolved_by = %(reviewer)s, updated_at = now()
 WHERE image_id = %(image_id)s AND model_version = %(model_version)s AND status = 'pending'
-  AND tag_id = ANY(%(tag_ids)s) AND review_id <> %(review_id)s;
+  AND tag_id = ANY(%(tag_ids)s) AND review_id IS DISTINCT FROM %(review_id)s;
 
 -- name: record_model_answer
 INSERT INTO image_tags (image_id, tag_id, source, model_version, present, confidence, review_id)
@@ -87,3 +87,28 @@ ORDER BY g.category, g.name;
 
 -- name: image_id
 SELECT image_id FROM images WHERE image_key = %(image_key)s;
+
+-- name: image_for_edit
+-- An image and the newest model version that tagged or queued it (NULL: no model has seen it).
+SELECT i.image_id,
+       (SELECT m.model_version FROM embedding_models m
+        WHERE EXISTS (SELECT 1 FROM image_embeddings e WHERE e.image_id = i.image_id AND e.model_version = m.model_version)
+        ORDER BY m.created_at DESC LIMIT 1)
+FROM images i WHERE i.image_key = %(image_key)s;
+
+-- name: create_user_tag
+INSERT INTO tags (name, category, exclusive, description, origin)
+VALUES (%(tag)s, 'custom', false, %(description)s, 'user')
+ON CONFLICT (name) DO NOTHING;
+
+-- name: pending_item
+SELECT review_id FROM tag_review_queue
+WHERE image_id = %(image_id)s AND tag_id = %(tag_id)s AND status = 'pending'
+ORDER BY created_at DESC, review_id DESC LIMIT 1;
+
+-- name: flag_image
+INSERT INTO image_flags (image_id, reason, flagged_by)
+SELECT image_id, %(reason)s, %(reviewer)s FROM images WHERE image_key = %(image_key)s
+ON CONFLICT (image_id) WHERE resolved_at IS NULL DO UPDATE SET
+    reason = EXCLUDED.reason, flagged_by = EXCLUDED.flagged_by, created_at = now()
+RETURNING flag_id;

@@ -21,10 +21,13 @@ from app.auth import create_user, issue_api_token
 from app.main import create_app
 from creatorlens.sample_data import build_sample_data
 from creatorlens.settings import REPO_ROOT, Settings
-from orchestration.definitions import build_definitions
+from orchestration.definitions import ASSET_CHECKS, ASSETS, JOBS, build_resources
 from orchestration.jobs import INGEST_JOB
 from orchestration.runs import discover_batches, materialize_batch
+from resources.models import ModelRegistry
 from resources.warehouse import dispose_engines, get_engine, normalise_url
+from tests.support.llm_server import serve_llm
+from tests.support.tiny_models import build_tiny_siglip
 
 PASSWORD = "correct horse battery"
 _clone = itertools.count()
@@ -34,6 +37,7 @@ _clone = itertools.count()
 class FilledWarehouse:
     database: str
     settings: Settings
+    models: ModelRegistry  # the tiny SigLIP that embedded and tagged the images: it embeds queries too
 
 
 @pytest.fixture(scope="session")
@@ -45,19 +49,27 @@ def filled_warehouse(pg_server, tmp_path_factory) -> Iterator[FilledWarehouse]:
         conn.execute(pgsql.SQL("CREATE DATABASE {} TEMPLATE creatorlens_template").format(pgsql.Identifier(name)))
     root = tmp_path_factory.mktemp("app_state")
     sample = build_sample_data(root / "sample")
-    settings = Settings(
-        state_dir=root / "state",
-        database_url=normalise_url(pg_server.get_uri(database=name)),
-        csv_dir=sample.csv_paths[0].parent,
-        json_dir=sample.json_dirs[0],
-        image_workers=2,
-    )
+    siglip = build_tiny_siglip(root / "tiny-siglip")
     home = root / "dagster_home"
     home.mkdir()
     overrides = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
-    with dg.instance_for_test(temp_dir=str(home), overrides=overrides) as instance:
+    with serve_llm() as llm, dg.instance_for_test(temp_dir=str(home), overrides=overrides) as instance:
+        settings = Settings(
+            state_dir=root / "state",
+            database_url=normalise_url(pg_server.get_uri(database=name)),
+            csv_dir=sample.csv_paths[0].parent,
+            json_dir=sample.json_dirs[0],
+            image_workers=2,
+            decode_workers=1,
+            llm_base_url=llm.base_url,
+            llm_model="fake-model",
+        )
+        models = ModelRegistry.from_settings(settings, device="cpu", backends={"image_embedder": "siglip"},
+                                             weights={"image_embedder": str(siglip)})
+        defs = dg.Definitions(assets=ASSETS, asset_checks=ASSET_CHECKS, jobs=JOBS,
+                              resources={**build_resources(settings), "models": models})
         discovery = discover_batches(settings, instance, batch_size=6)
-        job = build_definitions(settings).resolve_job_def(INGEST_JOB)
+        job = defs.resolve_job_def(INGEST_JOB)
         for key in discovery.assignment.all_batches:
             assert materialize_batch(job, instance, key).promoted, key
     engine = get_engine(settings.database_url)
@@ -65,7 +77,7 @@ def filled_warehouse(pg_server, tmp_path_factory) -> Iterator[FilledWarehouse]:
         create_user(conn, "rita", PASSWORD, "reviewer")
         create_user(conn, "vic", PASSWORD, "viewer")
     dispose_engines()
-    yield FilledWarehouse(name, settings)
+    yield FilledWarehouse(name, settings, models)
     dispose_engines()
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
@@ -89,7 +101,9 @@ def app_engine(pg_server, filled_warehouse):
 
 @pytest.fixture
 def web_app(app_engine, filled_warehouse):
-    return create_app(app_engine, filled_warehouse.settings.blob_root)
+    """The app with the tiny SigLIP that embedded the images, so semantic search embeds queries with it."""
+    embedder = filled_warehouse.models.load("image_embedder")
+    return create_app(app_engine, filled_warehouse.settings.blob_root, embedder=embedder)
 
 
 @pytest.fixture
