@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from sqlalchemy import Connection, text
 
 from creatorlens.queries import load_queries
@@ -149,14 +150,12 @@ def similar_by_profile(conn: Connection, platform: str, username: str, k: int) -
 
 def creator_mean_embedding(conn: Connection, platform: str, username: str, version: str, dim: int):
     """The mean of a creator's image vectors for one model version, as a numpy array (None: no images)."""
-    from pgvector import Vector
-
     value = conn.execute(text(
         f"SELECT avg(e.embedding::vector({int(dim)}))::text FROM image_embeddings e "  # noqa: S608 (int)
         "JOIN images i ON i.image_id = e.image_id "
         "WHERE i.platform = :p AND i.username = :u AND e.model_version = :v"), {"p": platform, "u": username,
                                                                             "v": version}).scalar()
-    return None if value is None else Vector._from_db(value).to_numpy()
+    return None if value is None else np.array(value.strip("[]").split(","), dtype=np.float32)
 
 
 def creators_of_images(conn: Connection, hits: list[tuple[int, float]], exclude: tuple[str, str],

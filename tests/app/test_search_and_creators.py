@@ -1,0 +1,194 @@
+"""Hybrid search, image → image search and the creators API, through the real app over a warehouse the
+pipeline filled: OCR text, captions, bios and LLM profiles from the sample creators; image vectors and
+query vectors from the same tiny SigLIP (random weights: semantic ranks are arbitrary but consistent,
+so the tests check the mechanics — exact nearest order, RRF arithmetic, filters — not relevance)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import text
+
+from app.main import create_app
+from app.search import RRF_K, rrf
+from tests.app.conftest import bearer
+
+pytestmark = pytest.mark.xdist_group("app")
+
+
+@pytest.fixture
+def client(web_app, tokens) -> TestClient:
+    return TestClient(web_app, headers=bearer(tokens["viewer"]))
+
+
+def test_rrf_adds_reciprocal_ranks() -> None:
+    fused = rrf([[10, 20, 30], [30, 10]])
+    assert fused[10] == pytest.approx(1 / 61 + 1 / 62)
+    assert fused[30] == pytest.approx(1 / 63 + 1 / 61)
+    assert fused[20] == pytest.approx(1 / 62)
+    assert sorted(fused, key=lambda i: -fused[i]) == [10, 30, 20]
+
+
+def test_keyword_search_finds_ocr_text_captions_bios_and_llm_profiles(client, app_engine) -> None:
+    with app_engine.connect() as conn:
+        ocr_key = conn.execute(text("SELECT image_key FROM ocr_texts WHERE text = 'sofluffy'")).scalar_one()
+        astro_images = set(conn.execute(text(
+            "SELECT image_key FROM images WHERE username = 'astro.sam' AND status = 'ok'")).scalars())
+        science = set(conn.execute(text(
+            "SELECT i.image_key FROM images i JOIN creators c USING (platform, username) "
+            "WHERE c.category = 'Science' AND i.status = 'ok'")).scalars())
+    hit = client.get("/api/search", params={"q": "sofluffy", "mode": "keyword"}).json()
+    assert hit["hits"][0]["image_key"] == ocr_key and hit["hits"][0]["fields"] == ["ocr"]
+    assert len(hit["hits"]) == 1 and "keyword_ms" in hit["timings_ms"] and "embed_ms" not in hit["timings_ms"]
+
+    captions = client.get("/api/search", params={"q": "astro", "mode": "keyword"}).json()["hits"]
+    assert {h["image_key"] for h in captions} >= astro_images
+    assert all("caption" in h["fields"] for h in captions if h["image_key"] in astro_images)
+
+    # "science": the category is in the bio vector and the LLM wrote "a science creator".
+    found = client.get("/api/search", params={"q": "science", "mode": "keyword", "limit": 100}).json()["hits"]
+    assert {h["image_key"] for h in found} == science
+    assert all({"bio", "llm_profile"} <= set(h["fields"]) for h in found)
+
+
+def test_semantic_and_hybrid_fuse_by_reciprocal_rank(client, web_app, app_engine) -> None:
+    semantic = client.get("/api/search", params={"q": "a photo of the moon", "mode": "semantic", "limit": 10}).json()
+    assert semantic["timings_ms"]["embed_ms"] > 0 and len(semantic["hits"]) == 10
+    distances = [h["distance"] for h in semantic["hits"]]
+    assert distances == sorted(distances)
+    # The exact order: cosine distances from the same query vector, computed in numpy.
+    embedder = web_app.state.embedder
+    query = embedder.embed_texts(["a photo of the moon"])[0]
+    with app_engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT i.image_key, e.embedding::text FROM image_embeddings e JOIN images i USING (image_id)")).all()
+    vectors = np.array([np.array(v.strip("[]").split(","), dtype=np.float32) for _, v in rows])
+    sims = vectors @ query / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)
+    exact = [rows[i][0] for i in np.argsort(-sims)[:10]]
+    assert [h["image_key"] for h in semantic["hits"]] == exact
+
+    hybrid = client.get("/api/search", params={"q": "astro", "limit": 50}).json()
+    assert hybrid["mode"] == "hybrid" and {"keyword_ms", "semantic_ms", "embed_ms"} <= set(hybrid["timings_ms"])
+    for h in hybrid["hits"]:
+        expected = sum(1 / (RRF_K + r) for r in (h["keyword_rank"], h["semantic_rank"]) if r)
+        assert h["score"] == pytest.approx(expected, abs=1e-6)
+    assert [h["score"] for h in hybrid["hits"]] == sorted((h["score"] for h in hybrid["hits"]), reverse=True)
+    both = [h for h in hybrid["hits"] if h["keyword_rank"] and h["semantic_rank"]]
+    assert both, "an image found by both halves"
+
+
+def test_search_filters_apply_inside_both_halves(client, app_engine) -> None:
+    with app_engine.connect() as conn:
+        hidden = set(conn.execute(text("SELECT image_key_b FROM image_duplicates")).scalars())
+        tag = conn.execute(text(
+            "SELECT g.name FROM image_tags t JOIN tags g USING (tag_id) WHERE t.source = 'ai' "
+            "GROUP BY g.name ORDER BY count(*) ASC, g.name LIMIT 1")).scalar_one()
+        tagged = set(conn.execute(text(
+            "SELECT i.image_key FROM image_tags t JOIN tags g USING (tag_id) JOIN images i USING (image_id) "
+            "WHERE g.name = :t AND t.present"), {"t": tag}).scalars())
+        dates = conn.execute(text("SELECT min(taken_at), max(taken_at) FROM posts")).one()
+    for mode in ("semantic", "hybrid"):
+        all_hits = client.get("/api/search", params={"q": "sample", "mode": mode, "limit": 100}).json()["hits"]
+        deduped = client.get("/api/search", params={"q": "sample", "mode": mode, "limit": 100,
+                                                    "hide_duplicates": True}).json()["hits"]
+        assert hidden & {h["image_key"] for h in all_hits} and not hidden & {h["image_key"] for h in deduped}
+        only_tag = client.get("/api/search", params={"q": "sample", "mode": mode, "tag": tag}).json()["hits"]
+        assert {h["image_key"] for h in only_tag} == tagged
+        science = client.get("/api/search", params={"q": "sample", "mode": mode, "category": "science"}).json()
+        assert science["hits"] and {h["username"] for h in science["hits"]} <= {
+            "astro.sam", "moon.watch", "rocket.launches", "hubble.fan"}
+    middle = dates[0] + (dates[1] - dates[0]) / 2
+    late = client.get("/api/search", params={"q": "sample", "mode": "semantic", "limit": 100,
+                                             "date_from": middle.isoformat()}).json()["hits"]
+    assert late and all(h["taken_at"] >= middle.isoformat()[:10] for h in late)
+    assert client.get("/api/search", params={"q": "sample", "tag": "no-such-tag"}).status_code == 422
+    assert client.get("/api/search", params={"q": "sample", "mode": "fuzzy"}).status_code == 422
+    assert client.get("/api/search", params={"q": "   "}).status_code == 422
+
+
+def test_image_to_image_by_stored_image_and_by_upload(client, app_engine, filled_warehouse) -> None:
+    with app_engine.connect() as conn:
+        key, blob = conn.execute(text(
+            "SELECT image_key, blob_key FROM images WHERE status = 'ok' ORDER BY image_key LIMIT 1")).one()
+        exact_dup = conn.execute(text(
+            "SELECT image_key_a, image_key_b FROM image_duplicates WHERE kind = 'exact' LIMIT 1")).one()
+    similar = client.get(f"/api/search/similar/{exact_dup.image_key_a}", params={"limit": 5}).json()["hits"]
+    assert exact_dup.image_key_a not in {h["image_key"] for h in similar}
+    assert similar[0]["image_key"] == exact_dup.image_key_b and similar[0]["distance"] < 1e-3
+    photo = (filled_warehouse.settings.blob_root / blob).read_bytes()
+    uploaded = client.post("/api/search/image", files={"file": ("p.jpg", photo, "image/jpeg")}).json()["hits"]
+    assert uploaded[0]["image_key"] in {key, *[h["image_key"] for h in uploaded if h["distance"] < 1e-2]}
+    assert uploaded[0]["distance"] < 1e-2
+    corrupt = client.post("/api/search/image", files={"file": ("x.jpg", b"\xff\xd8not a jpeg", "image/jpeg")})
+    assert corrupt.status_code == 422 and "not a readable image" in corrupt.json()["detail"]
+    assert client.get("/api/search/similar/instagram:nope").status_code == 404
+
+
+def test_without_an_embedder_hybrid_falls_back_to_keyword_and_semantic_says_why(app_engine, filled_warehouse,
+                                                                                tokens) -> None:
+    client = TestClient(create_app(app_engine, filled_warehouse.settings.blob_root), headers=bearer(tokens["viewer"]))
+    hybrid = client.get("/api/search", params={"q": "sofluffy"}).json()
+    assert hybrid["hits"] and "keyword only" in hybrid["notes"][0] and "models pull" in hybrid["notes"][0]
+    semantic = client.get("/api/search", params={"q": "sofluffy", "mode": "semantic"})
+    assert semantic.status_code == 503 and "models pull image_embedder" in semantic.json()["detail"]
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(buf, "PNG")
+    assert client.post("/api/search/image", files={"file": ("r.png", buf.getvalue(), "image/png")}).status_code == 503
+
+
+def creator_tag_sets(conn, min_share: float) -> dict[str, set[str]]:
+    rows = conn.execute(text(
+        "SELECT c.username, g.name FROM creator_tags ct JOIN creators c USING (creator_id) JOIN tags g USING (tag_id) "
+        "WHERE ct.share >= :s"), {"s": min_share}).all()
+    out: dict[str, set[str]] = {}
+    for user, tag in rows:
+        out.setdefault(user, set()).add(tag)
+    return out
+
+
+def test_creators_filter_by_tags_and_or_topics_and_detail(client, app_engine) -> None:
+    with app_engine.connect() as conn:
+        have = creator_tag_sets(conn, 0.5)
+    a, b = sorted({t for tags in have.values() for t in tags})[:2]
+    both = {u for u, tags in have.items() if {a, b} <= tags}
+    either = {u for u, tags in have.items() if {a, b} & tags}
+    got_all = {c["username"] for c in client.get("/api/creators", params={
+        "tags_all": [a, b], "min_share": 0.5}).json()}
+    got_any = {c["username"] for c in client.get("/api/creators", params={
+        "tags_any": [a, b], "min_share": 0.5}).json()}
+    assert got_all == both and got_any == either and both < either
+    science = {c["username"] for c in client.get("/api/creators", params={"topics": ["Science"]}).json()}
+    assert science == {"astro.sam", "moon.watch", "rocket.launches", "hubble.fan"}
+
+    detail = client.get("/api/creators/instagram/astro.sam").json()
+    assert detail["llm_profile"]["status"] == "ok" and detail["llm_profile"]["topics"] == ["science", "tutorials"]
+    shares = [t["share"] for t in detail["tags"]]
+    assert shares == sorted(shares, reverse=True) and all(0 < s <= 1 for s in shares)
+    assert all(t["images_tagged"] <= t["images_analysed"] for t in detail["tags"])
+
+
+def test_similar_creators_by_profile_and_by_images_and_brief_matching(client, app_engine) -> None:
+    by_profile = client.get("/api/creators/instagram/astro.sam/similar", params={"by": "profile"}).json()
+    assert by_profile and "astro.sam" not in {s["username"] for s in by_profile}
+    sims = [s["similarity"] for s in by_profile]
+    assert sims == sorted(sims, reverse=True)
+    by_images = client.get("/api/creators/instagram/astro.sam/similar", params={"by": "images"}).json()
+    assert by_images and "astro.sam" not in {s["username"] for s in by_images}
+    assert [s["similarity"] for s in by_images] == sorted((s["similarity"] for s in by_images), reverse=True)
+    assert client.get("/api/creators/instagram/nobody/similar").status_code == 404
+
+    with app_engine.connect() as conn:
+        have = creator_tag_sets(conn, 0.1)
+    required = sorted(have["astro.sam"])[0]
+    preferred = sorted(have["astro.sam"])[1:4]
+    matched = client.post("/api/creators/match", json={"required": [required], "preferred": preferred,
+                                                        "min_share": 0.1}).json()
+    assert {m["username"] for m in matched} == {u for u, tags in have.items() if required in tags}
+    expected_pref = {u: len(set(preferred) & tags) for u, tags in have.items() if required in tags}
+    assert [m["preferred_matched"] for m in matched] == sorted(expected_pref.values(), reverse=True)
+    assert all(m["preferred_matched"] == expected_pref[m["username"]] for m in matched)
+    assert client.post("/api/creators/match", json={}).status_code == 422
