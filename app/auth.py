@@ -134,3 +134,14 @@ def authenticate(conn: Connection, token: str | None, kind: str) -> User | None:
 
 def logout(conn: Connection, token: str) -> None:
     conn.execute(text("DELETE FROM app_sessions WHERE token_hash = :h"), {"h": _token_hash(token)})
+
+
+def ensure_first_user(conn: Connection, username: str = "admin") -> str | None:
+    """If the app has no users at all, create reviewer ``username`` with a random password and return
+    it (to be shown once); otherwise None. Concurrent starts create at most one."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('creatorlens.app_users'))"))
+    if conn.execute(text("SELECT EXISTS (SELECT 1 FROM app_users)")).scalar_one():
+        return None
+    password = secrets.token_urlsafe(12)
+    create_user(conn, username, password, "reviewer")
+    return password

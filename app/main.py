@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
+import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection, Engine
+from sqlalchemy import exc as sa_exc
 
 from app import auth
 from app.search import HybridSearch, SearchUnavailable, UnknownTag
@@ -25,6 +27,11 @@ HERE = Path(__file__).resolve().parent
 
 class LoginRequired(Exception):
     pass
+
+
+async def _bad_data(request: Request, exc: Exception) -> JSONResponse:
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return JSONResponse({"detail": f"invalid value: {reason}"}, status_code=422)
 
 
 def get_conn(request: Request) -> Iterator[Connection]:
@@ -106,6 +113,9 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
     app.add_exception_handler(LookupError, _error(404))
     app.add_exception_handler(SearchUnavailable, _error(503))
     app.add_exception_handler(ValueError, _error(422))
+    # A value PostgreSQL refuses (a NUL byte in text, a timestamp out of range): the input's fault.
+    app.add_exception_handler(sa_exc.DataError, _bad_data)
+    app.add_exception_handler(psycopg.DataError, _bad_data)  # the search runs on psycopg directly
 
     from app import api, pages
 

@@ -16,19 +16,49 @@ def _engine(ctx: click.Context):
     return engine_from_settings(ctx.obj["settings"])
 
 
+def load_query_embedder(settings):
+    """The image embedder that embedded the warehouse (for semantic search), or None with the reason."""
+    from gpu_ops.registry import WeightsMissing
+    from resources.models import ModelRegistry
+
+    try:
+        return ModelRegistry.from_settings(settings).load("image_embedder"), None
+    except WeightsMissing as exc:
+        return None, str(exc)
+
+
 @app_group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--secure-cookies", is_flag=True, help="Mark the session cookie Secure (behind HTTPS).")
+@click.option("--no-semantic", is_flag=True, help="Do not load the image model: keyword search only, less memory.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, secure_cookies: bool) -> None:
-    """Start the app (OpenAPI docs at /docs). Create a user first with `creatorlens app user add`."""
+def serve(ctx: click.Context, host: str, port: int, secure_cookies: bool, no_semantic: bool) -> None:
+    """Start the app over the warehouse the pipeline fills (OpenAPI docs at /docs).
+
+    Semantic search embeds queries with the same image model the pipeline used, loaded locally from
+    the model cache; without its weights the app still serves keyword search and says why. On first
+    start, with no users yet, a reviewer `admin` is created and its password printed once.
+    """
     import uvicorn
 
+    from app.auth import ensure_first_user
     from app.main import create_app
 
     settings = ctx.obj["settings"]
-    application = create_app(_engine(ctx), settings.blob_root, secure_cookies=secure_cookies)
+    engine = _engine(ctx)
+    with engine.begin() as conn:
+        password = ensure_first_user(conn)
+    if password:
+        click.echo(f"created reviewer 'admin' with password {password}  (shown once; add users with "
+                   "`creatorlens app user add NAME --role reviewer|viewer`)")
+    embedder, why = (None, "--no-semantic") if no_semantic else load_query_embedder(settings)
+    if embedder is None:
+        click.echo(f"semantic search off: {why}", err=True)
+    else:
+        click.echo(f"semantic search with {embedder.version} on {embedder.device.torch}")
+    click.echo(f"creatorlens app on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
+    application = create_app(engine, settings.blob_root, secure_cookies=secure_cookies, embedder=embedder)
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 

@@ -108,6 +108,8 @@ def test_search_filters_apply_inside_both_halves(client, app_engine) -> None:
     assert client.get("/api/search", params={"q": "sample", "tag": "no-such-tag"}).status_code == 422
     assert client.get("/api/search", params={"q": "sample", "mode": "fuzzy"}).status_code == 422
     assert client.get("/api/search", params={"q": "   "}).status_code == 422
+    nul = client.get("/api/search", params={"q": "bad\x00byte", "mode": "keyword"})
+    assert nul.status_code == 422 and "invalid value" in nul.json()["detail"]
 
 
 def test_image_to_image_by_stored_image_and_by_upload(client, app_engine, filled_warehouse) -> None:

@@ -1,0 +1,45 @@
+"""`creatorlens app` commands against the embedded PostgreSQL: users, API tokens, the first-start
+reviewer, and how serving reports a missing image model (no weights on this machine)."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from app.auth import ensure_first_user, verify_password
+from app.main import create_app
+from creatorlens.cli import cli
+from creatorlens.cli_app import load_query_embedder
+from creatorlens.settings import Settings
+from tests.app.conftest import bearer
+
+
+def test_user_add_and_token_then_the_token_reads_the_api(tmp_path, database_url, engine) -> None:
+    env = {"CREATORLENS_STATE_DIR": str(tmp_path / "state"), "DATABASE_URL": database_url,
+           "CREATORLENS_APP_PASSWORD": "a long enough password"}
+    runner = CliRunner()
+    added = runner.invoke(cli, ["app", "user", "add", "rev.one", "--role", "reviewer"], env=env)
+    assert added.exit_code == 0 and "rev.one (reviewer) ready" in added.output
+    short = runner.invoke(cli, ["app", "user", "add", "rev.two"], env={**env, "CREATORLENS_APP_PASSWORD": "short"})
+    assert short.exit_code != 0 and "at least 8 characters" in short.output
+    token = runner.invoke(cli, ["app", "user", "token", "rev.one"], env=env, catch_exceptions=False).output.strip()
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT password_hash FROM app_users WHERE username = 'rev.one'")).scalar_one()
+    assert verify_password("a long enough password", stored)
+    client = TestClient(create_app(engine, tmp_path / "blobs"))
+    assert client.get("/api/me", headers=bearer(token)).json() == {"username": "rev.one", "role": "reviewer"}
+    assert "keyword search only" in runner.invoke(cli, ["app", "serve", "--help"], env=env).output
+
+
+def test_first_start_creates_one_reviewer_and_serving_without_weights_says_how_to_get_them(
+        tmp_path, engine) -> None:
+    with engine.begin() as conn:
+        password = ensure_first_user(conn)
+    with engine.begin() as conn:
+        assert ensure_first_user(conn) is None  # only when there are no users at all
+        assert conn.execute(text("SELECT username, role FROM app_users")).all() == [("admin", "reviewer")]
+        stored = conn.execute(text("SELECT password_hash FROM app_users")).scalar_one()
+    assert password and verify_password(password, stored)
+    embedder, why = load_query_embedder(Settings(state_dir=tmp_path / "state"))
+    assert embedder is None and "creatorlens models pull image_embedder" in why
