@@ -48,8 +48,10 @@ def vision_promoted(
 ) -> dg.MaterializeResult:
     frames = warehouse_frames(image_features, persons, keypoints, ocr, faces)
     with warehouse.raw_connection() as conn:
+        record = context.instance.get_run_record_by_id(context.run.run_id)
         result = promote_vision(conn, context.partition_key, frames, run_id=context.run.run_id,
-                                code_version=creatorlens.__version__)
+                                code_version=creatorlens.__version__,
+                                flags_before=record.create_timestamp if record else None)
     context.log.info(
         f"vision {context.partition_key}: staged {result.staged}, written {result.written}, "
         f"removed stale {result.deleted} in {result.seconds:.2f}s"

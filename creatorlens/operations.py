@@ -50,6 +50,12 @@ class BatchFailure:
     failed_at: datetime
 
 
+def open_flags_by_batch(engine: Engine) -> list[tuple[str, int, int]]:
+    """(batch, newest open flag id, open flags) for each batch with images flagged for re-analysis."""
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(load_queries("operations.sql")["open_flags_by_batch"]).all()]
+
+
 def record_failure(engine: Engine, failure: BatchFailure) -> None:
     """Upsert one failed run (keyed on run id, so a re-delivered failure is one row)."""
     q = load_queries("operations.sql")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -93,8 +94,11 @@ def warehouse_frames(image_features: pd.DataFrame, persons: pd.DataFrame, keypoi
 
 
 def promote_vision(conn: psycopg.Connection, batch_key: str, frames: dict[str, pd.DataFrame], *, run_id: str,
-                   code_version: str) -> PromotionResult:
-    """Write one batch's vision tables atomically; returns staged/written/deleted counts per table."""
+                   code_version: str, flags_before: datetime | None = None) -> PromotionResult:
+    """Write one batch's vision tables atomically; returns staged/written/deleted counts per table.
+
+    ``flags_before`` (the run's start): reviewers' re-analysis flags on the batch raised before it
+    are resolved in the same transaction (``result.written["flags_resolved"]``)."""
     q = load_queries("promote_vision.sql")
     result = PromotionResult(batch_key)
     params = {"batch_key": batch_key}
@@ -110,6 +114,9 @@ def promote_vision(conn: psycopg.Connection, batch_key: str, frames: dict[str, p
         for table, _ in reversed(TABLES):  # children before parents
             cur.execute(q[f"delete_stale_{table}"], params)
             result.deleted[table] = cur.rowcount
+        if flags_before is not None:
+            cur.execute(q["resolve_flags"], {**params, "run_id": run_id, "flags_before": flags_before})
+            result.written["flags_resolved"] = cur.rowcount
         counts = {"staged": result.staged, "written": result.written, "deleted": result.deleted}
         cur.execute(q["record_promotion"],
                     {**params, "run_id": run_id, "code_version": code_version, "counts": json.dumps(counts)})

@@ -17,7 +17,7 @@ from orchestration.jobs import calibrate_tags_job, ingest_batch_job
 from orchestration.locations import for_location
 from orchestration.observability import LOGGERS
 from orchestration.schedules import monthly_reprocess
-from orchestration.sensors import batch_failure_sensor, build_new_creator_sensor
+from orchestration.sensors import batch_failure_sensor, build_new_creator_sensor, flagged_images_sensor
 from resources.blobstore import BlobStore
 from resources.config import IngestConfig
 from resources.io_managers import ParquetIOManager
@@ -100,7 +100,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             jobs=JOBS,
             resources=build_resources(settings),
             # ---- operations (issue 6) ----
-            sensors=[build_new_creator_sensor(settings.batch_size), batch_failure_sensor],
+            sensors=[build_new_creator_sensor(settings.batch_size), flagged_images_sensor, batch_failure_sensor],
             schedules=[monthly_reprocess],
             loggers=LOGGERS,
         ),

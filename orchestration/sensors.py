@@ -15,6 +15,11 @@ The "new" batches are the warehouse's batches the instance does not know yet, no
 made in this tick: if a tick crashed after writing its batches but before Dagster stored its
 result, the next tick still registers and runs them.
 
+``flagged_images_sensor`` answers the review app's "flag for re-analysis": one run of the batch
+that holds flagged images per newest flag (``run_key`` = batch + newest flag id, so a flag is run
+for once, and a flag raised later runs the batch again); the vision promotion of that run resolves
+the flags raised before the run began.
+
 ``batch_failure_sensor`` writes every failed run (its batch, failed steps and error) into the
 warehouse table ``batch_failures``, which ``creatorlens status`` reads.
 """
@@ -31,7 +36,7 @@ import dagster as dg
 from dagster_shared.error import SerializableErrorInfo
 from sqlalchemy.engine import Engine
 
-from creatorlens.operations import BatchFailure, change_marker, record_failure
+from creatorlens.operations import BatchFailure, change_marker, open_flags_by_batch, record_failure
 from orchestration.jobs import INGEST_JOB, ingest_batch_job
 from orchestration.partitions import creator_batches, missing_partitions
 from orchestration.runs import batch_new_creators
@@ -39,6 +44,7 @@ from resources.sources import SourceFiles
 from resources.warehouse import Warehouse
 
 NEW_CREATOR_SENSOR = "new_creator_sensor"
+FLAGGED_IMAGES_SENSOR = "flagged_images_sensor"
 BATCH_FAILURE_SENSOR = "batch_failure_sensor"
 TRIGGER_TAG = "creatorlens/trigger"
 # Sources the fingerprint cannot see (a MongoDB collection) are re-read at least this often.
@@ -116,6 +122,28 @@ def build_new_creator_sensor(batch_size: int) -> dg.SensorDefinition:
         )
 
     return new_creator_sensor
+
+
+@dg.sensor(
+    name=FLAGGED_IMAGES_SENSOR,
+    job=ingest_batch_job,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Images a reviewer flagged for re-analysis in the review app → one ingest_batch run of their "
+    "batch per newest flag; the run's vision promotion resolves the flags raised before it began.",
+)
+def flagged_images_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse) -> dg.SensorResult:
+    flagged = open_flags_by_batch(warehouse.get_engine())
+    known = set(context.instance.get_dynamic_partitions(creator_batches.name))
+    requests = [
+        dg.RunRequest(partition_key=batch, run_key=f"reanalyse:{batch}:{newest}",
+                      tags={TRIGGER_TAG: FLAGGED_IMAGES_SENSOR, "creatorlens/flags": str(count)})
+        for batch, newest, count in flagged if batch in known
+    ]
+    if not requests:
+        return dg.SensorResult(skip_reason="no open re-analysis flags")
+    context.log.info(f"re-analysing {len(requests)} batches for {sum(c for _, _, c in flagged)} flagged images")
+    return dg.SensorResult(run_requests=requests)
 
 
 def _root_cause(info: SerializableErrorInfo) -> SerializableErrorInfo:

@@ -47,14 +47,16 @@ ALTER TABLE tags DROP CONSTRAINT IF EXISTS tags_taxonomy_lineage;
 ALTER TABLE tags ADD CONSTRAINT tags_taxonomy_lineage CHECK (origin = 'user' OR taxonomy_version IS NOT NULL);
 CREATE INDEX IF NOT EXISTS tags_name_prefix ON tags (name text_pattern_ops);
 
--- "Look at this image again": a reviewer's request for re-analysis. One open flag per image;
--- the next reprocessing of its batch (monthly schedule or a manual run) resolves it.
+-- "Look at this image again": a reviewer's request for re-analysis. One open flag per image.
+-- flagged_images_sensor runs the image's batch again; the vision promotion of a run that began
+-- after the flag resolves it (the monthly schedule or a manual run does too).
 CREATE TABLE IF NOT EXISTS image_flags (
     flag_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     image_id    bigint      NOT NULL REFERENCES images (image_id) ON DELETE CASCADE,
     reason      text        NOT NULL CHECK (length(reason) BETWEEN 1 AND 500),
     flagged_by  text        NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
-    resolved_at timestamptz
+    resolved_at timestamptz,
+    resolved_run_id text
 );
 CREATE UNIQUE INDEX IF NOT EXISTS image_flags_open ON image_flags (image_id) WHERE resolved_at IS NULL;

@@ -37,3 +37,11 @@ ORDER BY cb.batch_key;
 -- name: last_failures
 SELECT failed_at, batch_key, job_name, array_to_string(failed_steps, ', ') AS steps, error_class, error
 FROM batch_failures ORDER BY failed_at DESC, run_id LIMIT %(limit)s;
+
+-- name: open_flags_by_batch
+-- Batches holding images a reviewer flagged for re-analysis, with the newest open flag of each.
+SELECT i.batch_key, max(f.flag_id) AS newest_flag, count(*) AS flags
+FROM image_flags f JOIN images i ON i.image_id = f.image_id
+WHERE f.resolved_at IS NULL
+GROUP BY i.batch_key
+ORDER BY i.batch_key;

@@ -152,3 +152,11 @@ WHERE t.batch_key = %(batch_key)s
 INSERT INTO promotions (batch_key, run_id, code_version, counts)
 VALUES (%(batch_key)s, %(run_id)s, %(code_version)s, jsonb_build_object('vision', %(counts)s::jsonb))
 ON CONFLICT (batch_key, run_id) DO UPDATE SET counts = promotions.counts || EXCLUDED.counts, promoted_at = now();
+
+-- name: resolve_flags
+-- Reviewers' re-analysis flags on this batch's images, raised before this run began, are answered
+-- by this promotion; a flag raised while the run was going stays open for the next one.
+UPDATE image_flags f SET resolved_at = now(), resolved_run_id = %(run_id)s
+FROM images i
+WHERE i.image_id = f.image_id AND i.batch_key = %(batch_key)s AND f.resolved_at IS NULL
+  AND f.created_at < %(flags_before)s;
