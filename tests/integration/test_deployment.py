@@ -156,3 +156,13 @@ def test_dagster_loads_the_production_instance_config(tmp_path):
         assert limits[REPROCESS_TAG] == 2 and concurrency.run_queue_config.max_concurrent_runs == 8
         assert concurrency.pool_config.default_pool_limit == 1
         assert instance.run_retries_enabled and instance.run_monitoring_enabled
+
+
+def test_the_review_app_serves_the_same_warehouse_and_blob_store_as_the_pipeline():
+    app, cpu = SERVICES["app"], LOCATIONS[0]["host"]
+    assert app["command"][:3] == ["creatorlens", "app", "serve"] and "0.0.0.0" in app["command"]
+    assert app["image"] == SERVICES[cpu]["image"]
+    env = _env("app")
+    assert env["DATABASE_URL"] == _env(cpu)["DATABASE_URL"]
+    assert f"creatorlens-state:{env['CREATORLENS_STATE_DIR']}" in app["volumes"]
+    assert any(p.endswith(":8000") for p in app["ports"])
