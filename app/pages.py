@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from app import auth, queries
-from app.api import decode_upload
+from app.api import MAX_UPLOAD, decode_upload
 from app.main import Conn, Reviewer, Viewer, driver
 from app.search import MODES, SearchFilters, SearchUnavailable, UnknownTag
 from creatorlens import review
@@ -212,7 +212,7 @@ def search_upload_page(request: Request, conn: Conn, user: Viewer,
                        file: Annotated[UploadFile, File()]) -> HTMLResponse:
     result, error = None, None
     try:
-        result = request.app.state.search.similar(image=decode_upload(file.file.read(20 * 1024 * 1024 + 1)),
+        result = request.app.state.search.similar(image=decode_upload(file.file.read(MAX_UPLOAD + 1)),
                                                   limit=queries.PAGE_SIZE)
     except HTTPException as exc:
         error = str(exc.detail)
