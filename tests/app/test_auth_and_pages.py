@@ -88,3 +88,14 @@ def test_pages_render_gallery_image_with_duplicates_and_stats(web_app, app_engin
     stats = client.get("/api/stats").json()
     assert sum(s["n"] for s in stats["failures_by_reason"] if s["stage"] == "images") == failed == 6
     assert "batch-00001" in client.get("/stats").text
+    with app_engine.connect() as conn:
+        seen = conn.execute(text(
+            "SELECT v.image_key, v.person_count, v.face_count, i.width FROM image_vision v "
+            "JOIN images i USING (image_key) WHERE v.person_count > 0 AND v.face_count > 0 LIMIT 1")).one()
+        ocr = conn.execute(text("SELECT image_key, text FROM ocr_texts LIMIT 1")).one()
+        x1 = conn.execute(text("SELECT x1 FROM persons WHERE image_key = :k AND person_idx = 0"),
+                          {"k": seen.image_key}).scalar_one()
+    detail = client.get(f"/images/{seen.image_key}").text
+    assert detail.count('class="box person"') == seen.person_count and detail.count('class="box face"') == seen.face_count
+    assert f"left: {100 * x1 / seen.width}%" in detail  # boxes are placed in the image's own coordinates
+    assert ocr.text in client.get(f"/images/{ocr.image_key}").text
