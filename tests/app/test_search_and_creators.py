@@ -14,7 +14,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from app.main import create_app
-from app.search import RRF_K, rrf
+from app.search import RRF_K, HybridSearch, SearchFilters, SearchTuning, rrf
 from tests.app.conftest import bearer
 
 pytestmark = pytest.mark.xdist_group("app")
@@ -110,6 +110,24 @@ def test_search_filters_apply_inside_both_halves(client, app_engine) -> None:
     assert client.get("/api/search", params={"q": "   "}).status_code == 422
     nul = client.get("/api/search", params={"q": "bad\x00byte", "mode": "keyword"})
     assert nul.status_code == 422 and "invalid value" in nul.json()["detail"]
+
+
+def test_the_exact_ranking_and_the_filtered_index_scan_agree(web_app, app_engine) -> None:
+    """The two spellings of the filters (per-row for the HNSW scan, ANDed fragments for the exact
+    ranking) must select the same images: force each path and compare."""
+    embedder = web_app.state.embedder
+    vector = embedder.embed_texts(["a photo of the moon"])[0]
+    version, dim = HybridSearch(app_engine, embedder).model()
+    with app_engine.connect() as conn:
+        tag = conn.execute(text("SELECT g.name FROM image_tags t JOIN tags g USING (tag_id) GROUP BY g.name "
+                                "ORDER BY count(*) DESC, g.name LIMIT 1")).scalar_one()
+    index = HybridSearch(app_engine, embedder, tuning=SearchTuning(exact_below=-1, max_scan_tuples=100_000))
+    exact = HybridSearch(app_engine, embedder, tuning=SearchTuning(exact_below=10**9))
+    for flt in (SearchFilters(tag=tag), SearchFilters(category="science", hide_duplicates=True),
+                SearchFilters(tag=tag, category="photography")):
+        via_index, _ = index.nearest(vector, flt, version, dim, limit=10)
+        via_exact, _ = exact.nearest(vector, flt, version, dim, limit=10)
+        assert via_index and [i for i, _ in via_index] == [i for i, _ in via_exact], flt
 
 
 def test_image_to_image_by_stored_image_and_by_upload(client, app_engine, filled_warehouse) -> None:
