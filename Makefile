@@ -57,6 +57,7 @@ bench: install
 	$(BIN)/python bench/vision.py
 	$(BIN)/python bench/vector_search.py
 	$(BIN)/python bench/embeddings.py
+	$(BIN)/python bench/search.py
 
 app: install
 	$(BIN)/creatorlens init >/dev/null
