@@ -194,7 +194,7 @@ def similar_creators(request: Request, conn: Conn, user: Viewer, platform: Platf
                      limit: Annotated[int, Query(ge=1, le=50)] = 10) -> list[dict]:
     """``profile``: nearest text embeddings of persona + bio. ``images``: the creators whose images lie
     nearest to this creator's mean image embedding (newest model), best match first."""
-    if queries.get_creator(conn, platform, username) is None:
+    if not queries.creator_exists(conn, platform, username):
         raise HTTPException(404, f"no creator {platform}/{username}")
     if by == "profile":
         return queries.similar_by_profile(conn, platform, username, limit)

@@ -141,6 +141,11 @@ def get_creator(conn: Connection, platform: str, username: str) -> dict | None:
     return creator
 
 
+def creator_exists(conn: Connection, platform: str, username: str) -> bool:
+    return conn.execute(text("SELECT EXISTS (SELECT 1 FROM creators WHERE platform = :p AND username = :u)"),
+                        {"p": platform, "u": username}).scalar_one()
+
+
 def similar_by_profile(conn: Connection, platform: str, username: str, k: int) -> list[dict]:
     rows = conn.exec_driver_sql(load_queries("profiles.sql")["similar_creators"],
                                 {"platform": platform, "username": username, "k": k}).all()
@@ -250,7 +255,7 @@ def image_tags(conn: Connection, image_key: str) -> dict | None:
         "WHERE t.image_id = :i ORDER BY g.category, g.name, t.source, t.model_version",
         i=image_id,
     )
-    decided = {(r["name"]): r["present"] for r in rows if r["source"] == "user"}
+    decided = {r["name"] for r in rows if r["source"] == "user"}  # a reviewer's yes or no wins
     effective = []
     for r in rows:
         if r["source"] == "user" and r["present"]:

@@ -1,6 +1,7 @@
 """The app's tests run against a warehouse filled by the real demo pipeline (sample creators through
-Dagster into the embedded PostgreSQL), filled once per session and cloned per test (CREATE DATABASE …
-TEMPLATE), so a test's reviews and edits never leak into another's.
+Dagster into the embedded PostgreSQL), filled once per test process (~30 s; each xdist worker fills
+its own) and cloned per test (CREATE DATABASE … TEMPLATE), so a test's reviews and edits never leak
+into another's.
 """
 
 from __future__ import annotations

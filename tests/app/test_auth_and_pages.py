@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from app.auth import hash_password, verify_password
 from tests.app.conftest import PASSWORD, bearer, login
-
-pytestmark = pytest.mark.xdist_group("app")
 
 
 def test_passwords_and_tokens_are_stored_hashed(app_engine, tokens) -> None:

@@ -8,14 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+from playwright.sync_api import expect
 from sqlalchemy import text
 
 from creatorlens.settings import REPO_ROOT
 from tests.app.conftest import PASSWORD
 from tests.support.live import browser_page, serve_app
-
-pytestmark = pytest.mark.xdist_group("app")
 
 ARTIFACTS = Path(os.environ.get("CREATORLENS_TEST_ARTIFACTS", REPO_ROOT / "build" / "test-artifacts"))
 
@@ -32,9 +30,9 @@ def test_reviewer_approves_corrects_and_finds_the_correction(web_app, app_engine
 
         items = page.locator(".queue-item")
         first_id = items.nth(0).get_attribute("data-review-id")
-        page.keyboard.press("a")  # approve the highlighted (first) item
-        page.wait_for_url("**/review?msg=*")
-        assert f"item {first_id}: accepted" in page.locator(".msg").inner_text()
+        with page.expect_navigation():
+            page.keyboard.press("a")  # approve the highlighted (first) item
+        expect(page.locator(".msg")).to_have_text(f"item {first_id}: accepted")
         assert page.locator(f"#item-{first_id}").count() == 0
 
         page.keyboard.press("j")  # move to the second item and correct it
@@ -43,9 +41,9 @@ def test_reviewer_approves_corrects_and_finds_the_correction(web_app, app_engine
         image_key = second.locator("a").first.get_attribute("href").removeprefix("/images/")
         page.keyboard.press("e")
         page.keyboard.type("scene_beach")
-        page.keyboard.press("Enter")
-        page.wait_for_url("**/review?msg=*")
-        assert f"item {second_id}: corrected to scene_beach" in page.locator(".msg").inner_text()
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        expect(page.locator(".msg")).to_have_text(f"item {second_id}: corrected to scene_beach")
 
         page.click("nav a[href='/search']")
         page.wait_for_url(f"{base}/search")

@@ -5,7 +5,6 @@ and its vision promotion resolves the flag; a flag raised afterwards asks for an
 from __future__ import annotations
 
 import dagster as dg
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -17,7 +16,6 @@ from orchestration.sensors import FLAGGED_IMAGES_SENSOR, flagged_images_sensor
 from resources.warehouse import Warehouse
 from tests.app.conftest import bearer
 
-pytestmark = pytest.mark.xdist_group("app")
 BATCH = "batch-00003"
 
 

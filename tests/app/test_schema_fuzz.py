@@ -4,7 +4,6 @@ request without credentials (or with a viewer's) may change anything."""
 
 from __future__ import annotations
 
-import pytest
 import schemathesis
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
@@ -14,7 +13,6 @@ from sqlalchemy import text
 from app.main import create_app
 from tests.app.conftest import bearer
 
-pytestmark = pytest.mark.xdist_group("app")
 
 FUZZ = settings(max_examples=15, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,

@@ -17,8 +17,6 @@ from app.main import create_app
 from app.search import RRF_K, HybridSearch, SearchFilters, SearchTuning, rrf
 from tests.app.conftest import bearer
 
-pytestmark = pytest.mark.xdist_group("app")
-
 
 @pytest.fixture
 def client(web_app, tokens) -> TestClient:

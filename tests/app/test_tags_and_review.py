@@ -4,13 +4,10 @@ the reviewer's ``user`` tag row and a ``tag_feedback`` label in the same transac
 
 from __future__ import annotations
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from tests.app.conftest import bearer, login
-
-pytestmark = pytest.mark.xdist_group("app")
 
 
 def effective_count(conn, tag: str) -> int:
