@@ -173,8 +173,7 @@ def creators(
     flt = queries.CreatorFilter(
         min_followers=min_followers, max_followers=max_followers, is_business=is_business,
         is_verified=is_verified, has_duplicates=has_duplicates, country=country, category=category,
-        tags_all=[t[:50] for t in tags_all], tags_any=[t[:50] for t in tags_any], topics=[t[:100] for t in topics],
-        min_share=min_share,
+        tags_all=tags_all, tags_any=tags_any, topics=topics, min_share=min_share,
     )
     return queries.list_creators(conn, flt, limit, offset)
 

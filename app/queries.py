@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import Connection, text
 
-from creatorlens.queries import load_queries
+from creatorlens.queries import like_escape, load_queries
 
 PAGE_SIZE = 50
 
@@ -82,8 +82,7 @@ class CreatorFilter:
 
 def current_model_version(conn: Connection) -> str | None:
     """The newest embedding model version: whose AI tags the app shows by default."""
-    return conn.execute(text(
-        "SELECT model_version FROM embedding_models ORDER BY created_at DESC, model_version LIMIT 1")).scalar()
+    return conn.exec_driver_sql(load_queries("app_search.sql")["current_model"]).scalar()
 
 
 def list_creators(conn: Connection, flt: CreatorFilter, limit: int = PAGE_SIZE, offset: int = 0) -> list[dict]:
@@ -217,10 +216,7 @@ def list_tags(conn: Connection, *, prefix: str | None = None, category: str | No
               order: str = "name", limit: int = 200, offset: int = 0) -> list[dict]:
     """Tags with how many images carry each now (reviewer decisions over the newest model's)."""
     order_by = {"name": "g.name", "popular": "images DESC, g.name"}[order]
-    like = None
-    if prefix:
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        like = escaped + "%"
+    like = like_escape(prefix) + "%" if prefix else None
     return _rows(
         conn,
         f"""
@@ -255,13 +251,9 @@ def image_tags(conn: Connection, image_key: str) -> dict | None:
         "WHERE t.image_id = :i ORDER BY g.category, g.name, t.source, t.model_version",
         i=image_id,
     )
-    decided = {r["name"] for r in rows if r["source"] == "user"}  # a reviewer's yes or no wins
-    effective = []
-    for r in rows:
-        if r["source"] == "user" and r["present"]:
-            effective.append(r)
-        elif r["source"] == "ai" and r["model_version"] == version and r["name"] not in decided:
-            effective.append(r)
+    # What it carries now: the same rule the review module applies (a reviewer's yes or no wins).
+    effective = conn.exec_driver_sql(load_queries("review.sql")["effective_tags"],
+                                     {"image_id": image_id, "model_version": version or ""}).mappings().all()
     pending = _rows(
         conn,
         "SELECT q.review_id, g.name, g.category, q.reason, q.confidence, q.threshold, q.model_version "
@@ -270,8 +262,7 @@ def image_tags(conn: Connection, image_key: str) -> dict | None:
         i=image_id,
     )
     return {"image_key": image_key, "model_version": version,
-            "tags": [{k: r[k] for k in ("name", "category", "source", "confidence", "model_version", "threshold",
-                                        "reviewer")} for r in effective],
+            "tags": [{k: v for k, v in r.items() if k != "present"} for r in effective if r["present"]],
             "rows": rows, "pending": pending}
 
 

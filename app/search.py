@@ -36,10 +36,11 @@ from pgvector import HalfVector
 from psycopg import sql as pgsql
 from sqlalchemy import Engine
 
-from creatorlens.queries import load_queries
+from creatorlens.queries import like_escape, load_queries
 from creatorlens.search import ensure_vector_types
 
 QUERIES = "app_search.sql"
+SHARED = "search.sql"  # creatorlens.search: model dims, tag ids, stored embeddings
 RRF_K = 60
 Mode = Literal["hybrid", "keyword", "semantic"]
 MODES: tuple[str, ...] = ("hybrid", "keyword", "semantic")
@@ -120,7 +121,7 @@ class HybridSearch:
     def __init__(self, engine: Engine, embedder: Any = None, *, tuning: SearchTuning = SearchTuning(),
                  executor: ThreadPoolExecutor | None = None) -> None:
         self.engine, self.embedder, self.tuning = engine, embedder, tuning
-        self.q = load_queries(QUERIES)
+        self.q = {**load_queries(SHARED), **load_queries(QUERIES)}
         self._executor = executor or ThreadPoolExecutor(max_workers=4, thread_name_prefix="search")
 
     # ---- plumbing -------------------------------------------------------------------------
@@ -140,8 +141,7 @@ class HybridSearch:
             if row is None:
                 raise UnknownTag(f"unknown tag {filters.tag!r}")
             tag_id = row[0]
-        like = None if filters.category is None else \
-            filters.category.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = None if filters.category is None else like_escape(filters.category)
         return {"category": filters.category, "category_like": like, "tag_id": tag_id,
                 "model_version": model_version or "",
                 "date_from": filters.date_from, "date_to": filters.date_to,

@@ -74,6 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.search import HybridSearch, SearchFilters, SearchTuning  # noqa: E402
 from bench.vector_search import clustered  # noqa: E402
+from creatorlens.promotion import copy_rows  # noqa: E402
 from creatorlens.queries import load_queries  # noqa: E402
 from creatorlens.search import ensure_vector_types  # noqa: E402
 from creatorlens.tag_promotion import (  # noqa: E402
@@ -244,12 +245,8 @@ def generate(n: int, dim: int, centres: int, creators: int, rng: np.random.Gener
 
 # ---- loading ----------------------------------------------------------------------------------------
 def copy(cur: psycopg.Cursor, table: str, columns: str, rows) -> int:
-    count = 0
-    with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as cp:
-        for row in rows:
-            cp.write_row(row)
-            count += 1
-    return count
+    """COPY ``rows`` into ``table`` (``columns`` comma-separated) with the promotion's own COPY helper."""
+    return copy_rows(cur, table, [c.strip() for c in columns.split(",")], rows)
 
 
 def load(conn: psycopg.Connection, c: Corpus, m: int, ef_construction: int) -> None:

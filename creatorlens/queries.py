@@ -29,3 +29,8 @@ def load_queries(filename: str, query_dir: Path = QUERY_DIR) -> dict[str, str]:
     if not queries:
         raise ValueError(f"{filename}: no '-- name:' sections")
     return queries
+
+
+def like_escape(text: str) -> str:
+    """``text`` as a literal inside a LIKE/ILIKE pattern (default escape character backslash)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

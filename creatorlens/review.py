@@ -295,4 +295,4 @@ def effective_tags(conn: psycopg.Connection, image_key: str, model_version: str)
         if row is None:
             raise UnknownItem(f"unknown image {image_key!r}")
         rows = cur.execute(q["effective_tags"], {"image_id": row[0], "model_version": model_version}).fetchall()
-    return {name: (bool(present), source) for name, _, present, source, _ in rows}
+    return {name: (bool(present), source) for name, _, present, source, *_ in rows}

@@ -65,12 +65,6 @@ NOT EXISTS (SELECT 1 FROM image_duplicates d WHERE d.image_key_b = i.image_key)
 -- name: current_model
 SELECT model_version, dim FROM embedding_models ORDER BY created_at DESC, model_version LIMIT 1;
 
--- name: model_dim
-SELECT dim FROM embedding_models WHERE model_version = %(model_version)s;
-
--- name: tag_id
-SELECT tag_id FROM tags WHERE name = %(tag)s;
-
 -- name: search_settings
 -- For the semantic transaction only. random_page_cost 1.1 (the usual SSD value, and the searched
 -- tables are meant to stay in memory): at the default 4 the planner would rather scan every row of
@@ -187,10 +181,6 @@ SELECT image_id, distance FROM hits ORDER BY distance, image_id;
 -- name: filtered_images
 -- EXPLAINed only, for the planner's estimate of how many images pass the filters (`filter_*`).
 SELECT 1 FROM images i WHERE {filters};
-
--- name: stored_embedding
-SELECT e.embedding FROM image_embeddings e JOIN images i ON i.image_id = e.image_id
-WHERE i.image_key = %(image_key)s AND e.model_version = %(model_version)s;
 
 -- name: describe
 SELECT i.image_id, i.image_key, i.platform, i.username, i.thumb_key, p.taken_at

@@ -77,7 +77,10 @@ UPDATE tag_review_queue SET escalated_at = now(), updated_at = now() WHERE revie
 SELECT g.name, g.category,
        coalesce(u.present, a.present) AS present,
        CASE WHEN u.present IS NOT NULL THEN 'user' ELSE 'ai' END AS source,
-       a.confidence
+       a.confidence,
+       CASE WHEN u.present IS NOT NULL THEN '' ELSE a.model_version END AS model_version,
+       a.threshold,
+       u.reviewer
 FROM tags g
 LEFT JOIN image_tags a ON a.tag_id = g.tag_id AND a.image_id = %(image_id)s AND a.source = 'ai'
                        AND a.model_version = %(model_version)s
