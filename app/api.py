@@ -1,7 +1,7 @@
 """JSON API (OpenAPI at /docs). Reads need a logged-in viewer; writes need a reviewer.
 
 Every statement binds its values (SQLAlchemy ``text`` with ``:name`` or psycopg ``%(name)s``);
-review actions go through :mod:`creatorlens.review`, which writes the ``user`` tag row and the
+review actions go through :mod:`assets.tagging.review`, which writes the ``user`` tag row and the
 ``tag_feedback`` row in one transaction.
 """
 
@@ -17,14 +17,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from app import queries
-from app.main import Conn, Reviewer, Viewer, driver
+from app.deps import Conn, Reviewer, Viewer, driver
 from app.search import MODES, SearchFilters
-from creatorlens import review
-
+from assets.tagging import review
 router = APIRouter(prefix="/api")
 
 # Tag names as typed: the rule for new tags (lowercase letters, digits, spaces, hyphens) plus the
-# underscores of the taxonomy's own snake_case names; creatorlens.review applies the strict rule to new ones.
+# underscores of the taxonomy's own snake_case names; assets.tagging.review applies the strict rule to new ones.
 TagName = Annotated[str, Field(min_length=2, max_length=50, pattern=r"^[a-z0-9][a-z0-9 _-]*[a-z0-9]$")]
 TagQuery = Annotated[str | None, Query(min_length=2, max_length=50, pattern=r"^[a-z0-9][a-z0-9 _-]*[a-z0-9]$")]
 Username = Annotated[str, Path(max_length=64)]

@@ -1,5 +1,5 @@
 """Server-rendered pages (Jinja2). Forms post with a CSRF token; JavaScript stays small (static/app.js:
-keyboard shortcuts for the review queue). Every write goes through the same creatorlens.review
+keyboard shortcuts for the review queue). Every write goes through the same assets.tagging.review
 functions as the JSON API; a refused action comes back to the page as a message, not a JSON error."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from app import auth, queries
 from app.api import MAX_UPLOAD, decode_upload
-from app.main import Conn, Reviewer, Viewer, driver
+from app.deps import Conn, Reviewer, Viewer, driver
 from app.search import MODES, SearchFilters, SearchUnavailable, UnknownTag
-from creatorlens import review
-from resources.blobstore import BlobStore
+from assets.tagging import review
+from resources.blobs import LocalBlobs
 
 router = APIRouter(include_in_schema=False)
 
@@ -231,7 +231,7 @@ def stats_page(request: Request, conn: Conn, user: Viewer) -> HTMLResponse:
 def blob(request: Request, user: Viewer, key: str) -> FileResponse:
     """Thumbnails, originals and crops from the content-addressed blob store (keys cannot escape it)."""
     try:
-        path = BlobStore(root=str(request.app.state.blob_root)).path(key)
+        path = LocalBlobs(request.app.state.blob_root).path(key)
     except ValueError:
         raise HTTPException(404, "no such blob") from None
     if not path.is_file():

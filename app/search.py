@@ -37,10 +37,10 @@ from psycopg import sql as pgsql
 from sqlalchemy import Engine
 
 from creatorlens.queries import like_escape, load_queries
-from creatorlens.search import ensure_vector_types
+from assets.tagging.search import ensure_vector_types
 
 QUERIES = "app_search.sql"
-SHARED = "search.sql"  # creatorlens.search: model dims, tag ids, stored embeddings
+SHARED = "search.sql"  # assets.tagging.search: model dims, tag ids, stored embeddings
 RRF_K = 60
 Mode = Literal["hybrid", "keyword", "semantic"]
 MODES: tuple[str, ...] = ("hybrid", "keyword", "semantic")

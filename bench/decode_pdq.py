@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
-from creatorlens.imaging import ProcessedImage, process_image_bytes
+from assets.images.imaging import ProcessedImage, process_image_bytes
 from gpu_ops.prefetch import prefetch_map
 
 _SOURCES: list[Callable[[], np.ndarray]] = [

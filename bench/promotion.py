@@ -23,7 +23,7 @@ from psycopg import sql as pgsql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from creatorlens.promotion import IMAGE_COLUMNS, promote  # noqa: E402
+from assets.common.promotion import IMAGE_COLUMNS, promote  # noqa: E402
 from resources.warehouse import apply_migrations, embedded_server, get_engine  # noqa: E402
 
 EMPTY = {

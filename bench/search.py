@@ -14,7 +14,7 @@ holding the real schema (all migrations) filled with synthetic but realistically
   content), a few reviewer rows (a "no" on an AI tag, an added tag), near-duplicate pairs on 3 %;
 * one ``halfvec`` embedding per image (``--dim``, default 1152 = SigLIP SO400M) around ``--centres``
   cluster centres (``bench.vector_search.clustered``), under the per-version partial HNSW index the
-  tagging promotion creates (``creatorlens.tag_promotion.ensure_embedding_model``).
+  tagging promotion creates (``assets.tagging.store.ensure_embedding_model``).
 
 Queries are one or two words of a content cluster (a topic word, a tag name, two topic words, a topic
 word plus a general word, or a common general word). **The query embedding is not part of the timed
@@ -74,10 +74,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.search import HybridSearch, SearchFilters, SearchTuning  # noqa: E402
 from bench.vector_search import clustered  # noqa: E402
-from creatorlens.promotion import copy_rows  # noqa: E402
+from assets.common.promotion import copy_rows  # noqa: E402
 from creatorlens.queries import load_queries  # noqa: E402
-from creatorlens.search import ensure_vector_types  # noqa: E402
-from creatorlens.tag_promotion import (  # noqa: E402
+from assets.tagging.search import ensure_vector_types  # noqa: E402
+from assets.tagging.store import (  # noqa: E402
     DEFAULT_HNSW_EF_CONSTRUCTION,
     DEFAULT_HNSW_M,
     EmbeddingModel,

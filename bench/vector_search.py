@@ -4,7 +4,7 @@ Clustered synthetic data (uniform random high-dimensional vectors have no meanin
 unit vectors around ``--centres`` random centres, each cluster with its own spread; queries are
 perturbed data points. Vectors are stored as ``halfvec`` in ``image_embeddings`` and indexed by the
 same per-model partial HNSW index the tagging promotion creates; queries go through
-``creatorlens.search.nearest_images``, the function the search app uses. The exact top-10 is a
+``assets.tagging.search.nearest_images``, the function the search app uses. The exact top-10 is a
 numpy scan over the same fp16-rounded vectors, in the same run; so is the filtered one: a tag on
 about ``--tag-share`` of the images, concentrated in some clusters as real tags follow content,
 searched with ``hnsw.iterative_scan`` from perturbed tagged images.
@@ -30,8 +30,8 @@ from psycopg import sql as pgsql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from creatorlens.queries import load_queries  # noqa: E402
-from creatorlens.search import SearchSettings, ensure_vector_types, nearest_images  # noqa: E402
-from creatorlens.tag_promotion import EmbeddingModel, ensure_embedding_model  # noqa: E402
+from assets.tagging.search import SearchSettings, ensure_vector_types, nearest_images  # noqa: E402
+from assets.tagging.store import EmbeddingModel, ensure_embedding_model  # noqa: E402
 from resources.warehouse import apply_migrations, embedded_server, get_engine  # noqa: E402
 
 VERSION = "bench/clustered@1"

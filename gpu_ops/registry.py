@@ -1,7 +1,7 @@
 """Which backend and which weights, per model family: the catalog, the cache layout, verification.
 
 Pure data and file checks (no network, no Dagster): ``resources.models.ModelRegistry`` resolves a
-family to a backend through :func:`resolve`, and ``creatorlens models pull`` (``creatorlens.models``)
+family to a backend through :func:`resolve`, and ``creatorlens models pull`` (``resources.model_pull``)
 downloads what :attr:`ModelSpec.files` / :attr:`ModelSpec.hub_repo` name into :func:`weights_dir`
 and records checksums in its ``manifest.json``.
 

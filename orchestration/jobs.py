@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets._common import BATCH_GROUPS
-from assets.tagging import GROUP_TAXONOMY
-from orchestration.partitions import creator_batches
+from assets.common.metadata import BATCH_GROUPS
+from assets.tagging.assets import GROUP_TAXONOMY
+from assets.common.partitions import creator_batches
 
 INGEST_JOB = "ingest_batch"
 

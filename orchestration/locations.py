@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets._common import BATCH_GROUPS
+from assets.common.metadata import BATCH_GROUPS
 
 CODE_LOCATIONS = ("all", "cpu", "gpu")
 

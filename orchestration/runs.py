@@ -9,15 +9,16 @@ from pathlib import Path
 import dagster as dg
 from sqlalchemy.engine import Engine
 
-from assets.promotion import PROMOTED_BATCH
-from creatorlens.batching import BatchAssignment, assign_batches, record_rejects
-from creatorlens.operations import stamp_batches, unbatched_creators
+from assets.sources.batching import BatchAssignment, assign_batches, record_rejects
+from orchestration.operations import stamp_batches, unbatched_creators
 from creatorlens.settings import REPO_ROOT, Settings
-from creatorlens.sources import SourceSnapshot
+from assets.sources.parsing import SourceSnapshot
 from orchestration.observability import run_logger_config
-from orchestration.partitions import register_batches
+from assets.common.partitions import register_batches
 from resources.sources import SourceFiles
 from resources.warehouse import engine_from_settings
+from assets.common.keys import PROMOTED_BATCH
+from assets.sources.assets import load_snapshot
 
 LOCAL_DAGSTER_YAML = REPO_ROOT / "dagster.yaml"
 
@@ -58,7 +59,7 @@ def batch_new_creators(engine: Engine, sources: SourceFiles, batch_size: int) ->
     Creators come from the source folders (and whatever else ``SourceFiles.load`` reads) and from
     the warehouse itself: rows inserted into ``creators`` directly, without a batch. Idempotent.
     """
-    snapshot = sources.load()
+    snapshot = load_snapshot(sources)
     record_rejects(engine, snapshot.rejects)
     usernames = [*snapshot.creators, *unbatched_creators(engine)]
     assignment = assign_batches(engine, usernames, batch_size=batch_size)

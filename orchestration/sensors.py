@@ -36,9 +36,9 @@ import dagster as dg
 from dagster_shared.error import SerializableErrorInfo
 from sqlalchemy.engine import Engine
 
-from creatorlens.operations import BatchFailure, change_marker, open_flags_by_batch, record_failure
+from orchestration.operations import BatchFailure, change_marker, open_flags_by_batch, record_failure
 from orchestration.jobs import INGEST_JOB, ingest_batch_job
-from orchestration.partitions import creator_batches, missing_partitions
+from assets.common.partitions import creator_batches, missing_partitions
 from orchestration.runs import batch_new_creators
 from resources.sources import SourceFiles
 from resources.warehouse import Warehouse

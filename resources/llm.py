@@ -12,6 +12,8 @@ exponential backoff, 1, 2, 4, 8, 16 s by default, honouring ``Retry-After``.
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,11 +24,35 @@ import dagster as dg
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from creatorlens.llm_profiles import CreatorProfile, extract_json, repair_messages
-from creatorlens.retrying import HttpClientOwner, http_retrying, raise_for_retryable
+from resources.http import HttpClientOwner, http_retrying, raise_for_retryable
 from creatorlens.settings import Settings, env_secret
 
 M = TypeVar("M", bound=BaseModel)
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
+
+
+def extract_json(text: str) -> Any:
+    """Parse the JSON object in a reply, tolerating code fences and text around the object."""
+    body = _FENCE.sub("", text.strip())
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError:
+        start, end = body.find("{"), body.rfind("}")
+        if start < 0 or end <= start:
+            raise
+        return json.loads(body[start : end + 1])
+
+
+def repair_messages(messages: list[dict[str, str]], reply: str, problem: str) -> list[dict[str, str]]:
+    """The one repair turn: the invalid reply, what was wrong, and a request for corrected JSON."""
+    return [
+        *messages,
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": f"That reply was not valid: {problem[:1500]}\n"
+                                    "Reply again with only the corrected JSON object, matching the schema."},
+    ]
+
 
 
 class LlmError(RuntimeError):
@@ -168,6 +194,3 @@ class LlmClient(dg.ConfigurableResource):
         kwargs.setdefault("json_mode", self.json_mode)
         with self.client() as c:
             return c.complete_json(messages, schema, **kwargs)
-
-    def generate_profile(self, messages: Sequence[Mapping[str, Any]]) -> JsonResult:
-        return self.complete_json(messages, CreatorProfile)

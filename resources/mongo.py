@@ -6,10 +6,11 @@ Each document is one raw response::
      "body": "<raw response text>" | {parsed JSON},                 # exactly what the API sent
      "status": 200, "url": "...", "fetched_at": datetime}           # optional
 
-Documents are read in ``filename`` order, the username comes from the file name, and each user's
-documents are merged by :func:`creatorlens.sources.normalise_dumps`, the same code the JSON
-folder source uses, so one set of responses gives the same snapshot from either store. Stored
-error responses (``status`` not 2xx) and unreadable bodies are rejects, with the reason.
+This module only stores and reads documents, in ``filename`` order. What they say is read by
+:func:`assets.sources.parsing.read_stored_responses` (username from the file name, each user's
+documents merged by the same code the JSON folder source uses, stored error responses and
+unreadable bodies as rejects with the reason), so one set of responses gives the same snapshot
+from either store.
 
 Production uses ``pymongo.MongoClient(url)``; the reader takes any client with pymongo's API,
 which is how the tests run it on ``mongomock`` (no MongoDB server can run on our machines).
@@ -17,7 +18,6 @@ which is how the tests run it on ``mongomock`` (no MongoDB server can run on our
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,7 +28,6 @@ import pymongo
 from pydantic import Field
 
 from creatorlens.settings import Settings
-from creatorlens.sources import CreatorRecord, PostRecord, Reject, normalise_dumps, parse_dump_filename
 
 DEFAULT_DATABASE = "creatorlens"
 DEFAULT_COLLECTION = "raw_api_responses"
@@ -56,45 +55,9 @@ class RawResponseStore:
             upsert=True,
         )
 
-    def ensure_indexes(self) -> None:
-        self.collection.create_index("filename", unique=True)
-
-    def _parsed(self, doc: dict[str, Any]) -> tuple[Any, Reject | None]:
-        filename = str(doc.get("filename") or "")
-        source = self.source(filename)
-        status = doc.get("status", 200)
-        if isinstance(status, int) and not 200 <= status < 300:
-            return None, Reject(source, filename, f"stored error response (HTTP {status})")
-        body = doc.get("body")
-        if isinstance(body, bytes):
-            body = body.decode("utf-8", errors="replace")
-        if isinstance(body, str):
-            try:
-                return json.loads(body), None
-            except json.JSONDecodeError as exc:
-                return None, Reject(source, filename, f"invalid JSON: {exc}")
-        if isinstance(body, dict | list):
-            return body, None
-        return None, Reject(source, filename, "document has no body")
-
-    def read(self) -> tuple[list[CreatorRecord], list[PostRecord], list[Reject]]:
-        """Every document, grouped per user (file name order) into creators, posts and rejects."""
-        rejects: list[Reject] = []
-        dumps: list[tuple[str, str, Any]] = []
-        cursor = self.collection.find({}, {"_id": 0, "filename": 1, "body": 1, "status": 1}).sort("filename", 1)
-        for doc in cursor:
-            filename = str(doc.get("filename") or "")
-            username = parse_dump_filename(filename)
-            if username is None:
-                rejects.append(Reject(self.source(filename), filename or "(no filename)", "no username in file name"))
-                continue
-            parsed, problem = self._parsed(doc)
-            if problem is not None:
-                rejects.append(problem)
-                continue
-            dumps.append((username, self.source(filename), parsed))
-        creators, posts, dump_rejects = normalise_dumps(dumps)
-        return creators, posts, rejects + dump_rejects
+    def documents(self) -> Iterator[dict[str, Any]]:
+        """Every stored response as kept (``filename``, ``body``, ``status``), in file-name order."""
+        yield from self.collection.find({}, {"_id": 0, "filename": 1, "body": 1, "status": 1}).sort("filename", 1)
 
 
 @contextmanager
@@ -124,8 +87,14 @@ class MongoSource(dg.ConfigurableResource):
     def configured(self) -> bool:
         return bool(self.url)
 
-    def read(self) -> tuple[list[CreatorRecord], list[PostRecord], list[Reject]]:
+    @property
+    def label(self) -> str:
+        """Where a reject from this store came from, as :class:`RawResponseStore` names it."""
+        return f"mongodb:{self.database}.{self.collection}"
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every stored response (none when no URL is configured), read in one connection."""
         if not self.url:
-            return [], [], []
+            return []
         with open_store(self.url, self.database, self.collection) as store:
-            return store.read()
+            return list(store.documents())

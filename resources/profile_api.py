@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,17 +41,83 @@ import httpx
 import tenacity
 from pydantic import Field
 
-from creatorlens.enrichment import (
-    DEFAULT_MAPPING,
-    DEFAULT_USER_PATH,
-    TERMINAL_STATUSES,
-    FetchStatus,
-    has_user,
-    map_profile,
-)
-from creatorlens.retrying import NETWORK_ERRORS, HttpClientOwner, RetryableHttpError, retry_after_seconds
+from resources.http import NETWORK_ERRORS, HttpClientOwner, RetryableHttpError, retry_after_seconds
 from creatorlens.settings import Settings, env_secret
-from creatorlens.sources import PLATFORM
+from creatorlens.fields import BIO_LIMIT, PLATFORM, clean_bio, dig, parse_count
+
+
+# ---- what an answer of the profile API means (Instagram web_profile_info by default)
+
+# Where each creator field sits in the answer (dotted path). Default: Instagram web_profile_info.
+DEFAULT_USER_PATH = "data.user"
+
+
+DEFAULT_MAPPING: dict[str, str] = {
+    "category": "data.user.category_name",
+    "bio": "data.user.biography",
+    "full_name": "data.user.full_name",
+    "followers": "data.user.edge_followed_by.count",
+    "is_business": "data.user.is_business_account",
+    "is_verified": "data.user.is_verified",
+}
+
+
+class FetchStatus(StrEnum):
+    OK = "ok"
+    NOT_FOUND = "not_found"  # HTML page, 404, or an answer without a user object
+    RATE_LIMITED = "rate_limited"  # 429 / "please wait" still after every retry
+    NETWORK_ERROR = "network_error"  # timeouts, dropped connections, 5xx after every retry
+    AUTH_ERROR = "auth_error"  # 401/403 that is not a rate limit: fix the headers, then rerun
+    HTTP_ERROR = "http_error"  # any other 4xx
+    INVALID = "invalid_response"  # 200 but not JSON we can read
+
+
+# Outcomes that are final: cached and never asked again (unless forced). The others are
+# cached too (with their error), but a later run retries them.
+TERMINAL_STATUSES = frozenset({FetchStatus.OK, FetchStatus.NOT_FOUND, FetchStatus.HTTP_ERROR, FetchStatus.INVALID})
+
+
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return " ".join(value.split()) or None
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    try:
+        return parse_count(value)
+    except ValueError:
+        return None
+
+
+_CLEANERS = {
+    "category": _text,
+    "bio": lambda v: clean_bio(v, BIO_LIMIT) if isinstance(v, str) else None,
+    "full_name": _text,
+    "followers": _count,
+    "is_business": _flag,
+    "is_verified": _flag,
+}
+
+
+def has_user(doc: Any, user_path: str = DEFAULT_USER_PATH) -> bool:
+    """True when the answer holds a user object (Instagram answers ``{"data": {"user": null}}`` otherwise)."""
+    return isinstance(dig(doc, user_path), dict) if user_path else isinstance(doc, dict)
+
+
+def map_profile(doc: Any, mapping: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Creator fields from one API answer, cleaned: bio on one line and ≤ 500 chars, counts as ints."""
+    result: dict[str, Any] = {}
+    for name, path in (mapping or DEFAULT_MAPPING).items():
+        clean = _CLEANERS.get(name, lambda v: v)
+        result[name] = clean(dig(doc, path))
+    return result
+
+
 
 PLEASE_WAIT = "please wait"
 

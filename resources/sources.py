@@ -1,5 +1,8 @@
 """Where raw creator data comes from: a CSV drop folder, a folder of raw JSON API dumps and,
-optionally, raw API responses in MongoDB (``MONGODB_URL``)."""
+optionally, raw API responses in MongoDB (``MONGODB_URL``).
+
+This resource says where the inputs are; reading what they say is the sources stage's job
+(:func:`assets.sources.assets.load_snapshot`)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import dagster as dg
 from pydantic import Field
 
 from creatorlens.settings import Settings
-from creatorlens.sources import SourceSnapshot, load_sources
 from resources.mongo import DEFAULT_COLLECTION, DEFAULT_DATABASE, MongoSource
 
 
@@ -36,7 +38,5 @@ class SourceFiles(dg.ConfigurableResource):
     def json_dirs(self) -> list[Path]:
         return [Path(self.json_dir)] if self.json_dir and Path(self.json_dir).is_dir() else []
 
-    def load(self) -> SourceSnapshot:
-        mongo = MongoSource(url=self.mongodb_url, database=self.mongodb_database, collection=self.mongodb_collection)
-        documents = [mongo.read()] if mongo.configured else []
-        return load_sources(self.csv_paths(), self.json_dirs(), documents)
+    def mongo(self) -> MongoSource:
+        return MongoSource(url=self.mongodb_url, database=self.mongodb_database, collection=self.mongodb_collection)

@@ -20,7 +20,7 @@ from psycopg import sql as pgsql
 
 from app.auth import create_user, issue_api_token
 from app.main import create_app
-from creatorlens.sample_data import build_sample_data
+from assets.sources.sample_data import build_sample_data
 from creatorlens.settings import REPO_ROOT, Settings
 from orchestration.definitions import ASSET_CHECKS, ASSETS, JOBS, build_resources
 from orchestration.jobs import INGEST_JOB

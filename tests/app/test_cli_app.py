@@ -9,8 +9,8 @@ from sqlalchemy import text
 
 from app.auth import ensure_first_user, verify_password
 from app.main import create_app
-from creatorlens.cli import cli
-from creatorlens.cli_app import load_query_embedder
+from orchestration.cli import cli
+from orchestration.cli.app import load_query_embedder
 from creatorlens.settings import Settings
 from tests.app.conftest import bearer
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB
-from orchestration.partitions import creator_batches
+from assets.common.partitions import creator_batches
 from orchestration.runs import materialize_batch
 from orchestration.sensors import FLAGGED_IMAGES_SENSOR, flagged_images_sensor
 from resources.warehouse import Warehouse

@@ -8,11 +8,11 @@ import sys
 
 import dagster as dg
 
-from assets._common import BATCH_GROUPS
+from assets.common.metadata import BATCH_GROUPS
 from creatorlens.settings import REPO_ROOT, Settings
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB
-from orchestration.partitions import CREATOR_BATCHES
+from assets.common.partitions import CREATOR_BATCHES
 from orchestration.runs import prepare_dagster_home
 
 EXPECTED_ASSETS = {

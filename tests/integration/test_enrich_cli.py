@@ -15,7 +15,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from creatorlens.cli import cli
+from orchestration.cli import cli
 from tests.support.profile_server import serve_profiles
 
 HEADER = "Rank,Username,Name,Followers,Country,GENRE,details\n"
@@ -82,7 +82,7 @@ def test_killed_enrichment_resumes_without_refetching_cached_profiles(tmp_path):
         for n in names:
             api.add(n, category="Cat", bio=f"bio of {n}")
         api.delay_s = 0.15  # ~6 profiles/s: long enough to kill it mid-way
-        args = [sys.executable, "-m", "creatorlens.cli",
+        args = [sys.executable, "-m", "orchestration.cli",
                 *cli_args(tmp_path, api.url_template, src, out, "--batch-size", "5", "--batch-pause", "0")]
         proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60

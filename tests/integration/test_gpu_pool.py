@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets._common import GPU_POOL
+from assets.common.metadata import GPU_POOL
 
 HOLD_S = 2.0
 PROBE_JOB = "pool_probe"

@@ -13,11 +13,11 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from creatorlens.cli import cli
-from creatorlens.operations import last_failures
-from creatorlens.sample_data import write_creators_csv
+from orchestration.cli import cli
+from orchestration.operations import last_failures
+from assets.sources.sample_data import write_creators_csv
 from creatorlens.settings import Settings
-from creatorlens.status import batch_state, collect_status
+from orchestration.cli.status import batch_state, collect_status
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB
 from orchestration.runs import discover_batches, local_instance, materialize_batch

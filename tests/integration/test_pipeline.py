@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from creatorlens.sample_data import build_sample_data
+from assets.sources.sample_data import build_sample_data
 from creatorlens.settings import Settings
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB

@@ -12,18 +12,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from assets.enrichment import ENRICHED_PROFILES
-from assets.llm_profiles import LLM_PROFILES, PROFILE_EMBEDDINGS
-from assets.profile_promotion import PROMOTED_PROFILES
-from creatorlens.profile_store import (
-    ENRICHMENT_COLUMNS,
-    PROFILE_COLUMNS,
-    promote_profiles,
-    similar_creators,
-    similar_to_vector,
-)
+from assets.profiles.store import ENRICHMENT_COLUMNS, PROFILE_COLUMNS, promote_profiles, similar_creators, similar_to_vector
 from creatorlens.queries import load_queries
-from creatorlens.sample_data import build_sample_data
+from assets.sources.sample_data import build_sample_data
 from creatorlens.settings import Settings
 from gpu_ops.text_embed import TextEmbedder
 from orchestration.definitions import build_definitions
@@ -31,6 +22,7 @@ from orchestration.jobs import INGEST_JOB
 from orchestration.runs import discover_batches, materialize_batch
 from tests.support.llm_server import serve_llm
 from tests.support.profile_server import serve_profiles
+from assets.common.keys import ENRICHED_PROFILES, LLM_PROFILES, PROFILE_EMBEDDINGS, PROMOTED_PROFILES
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from creatorlens.promotion import promote
+from assets.common.promotion import promote
 
 
 def _frames(n_images: int = 3, batch_user: str = "alice"):

@@ -17,10 +17,10 @@ import mongomock
 import pymongo
 import pytest
 
-from creatorlens.paged import ERROR_DIR, PagedEndpoint, PagedFetcher, load_into_json_folder, load_into_mongo
-from creatorlens.sample_data import build_sample_data
+from resources.paged import ERROR_DIR, PagedEndpoint, PagedFetcher, load_into_json_folder, load_into_mongo
+from assets.sources.sample_data import build_sample_data
 from creatorlens.settings import Settings
-from creatorlens.sources import read_json_dumps
+from assets.sources.parsing import read_json_dumps, read_stored_responses
 from orchestration.runs import discover_batches
 from resources.mongo import RawResponseStore
 from tests.support.http import Route, serve_cdn
@@ -66,7 +66,7 @@ def test_mongo_and_json_folder_give_identical_snapshots(tmp_path):
     assert store_folder(folder, store) >= 5
 
     from_folder = read_json_dumps(folder)
-    from_mongo = store.read()
+    from_mongo = read_stored_responses(store.documents(), store.label)
     assert len(from_folder[0]) >= 3 and len(from_folder[1]) >= 10
     assert comparable(from_mongo[0]) == comparable(from_folder[0])  # creators
     # posts, de-duplicated by id; the sample's relative image paths are the one thing only a folder resolves
@@ -129,7 +129,7 @@ def test_paged_fetcher_follows_cursors_retries_and_keeps_error_bodies(paged_api,
     assert load_into_mongo(raw, store) == 6 and load_into_mongo(raw, store) == 6  # idempotent upserts
     assert store.collection.count_documents({}) == 6
     assert store.collection.find_one({"filename": "user_posts(cy)_0001.json"})["status"] == 503
-    creators, posts, rejects = store.read()
+    creators, posts, rejects = read_stored_responses(store.documents(), store.label)
     folder = read_json_dumps(json_dir)
     assert comparable(creators) == comparable(folder[0]) and comparable(posts) == comparable(folder[1])
     assert sorted(p.post_id for p in posts if p.username == "ana") == ["1", "2", "3", "4"]

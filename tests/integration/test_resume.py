@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from creatorlens.sample_data import build_sample_data
+from assets.sources.sample_data import build_sample_data
 from creatorlens.settings import Settings
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB
@@ -106,7 +106,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(cdn_sources, tmp_path, da
     _dump(json_dir, "slow.user", urls)
     settings = _settings(tmp_path, database_url, json_dir)
     env = _cli_env(settings)
-    cli = [sys.executable, "-m", "creatorlens.cli"]
+    cli = [sys.executable, "-m", "orchestration.cli"]
     subprocess.run([*cli, "batch"], env=env, check=True, capture_output=True, timeout=120)
 
     proc = subprocess.Popen([*cli, "run", "--partition", "batch-00001"], env=env,

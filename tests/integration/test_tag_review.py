@@ -16,25 +16,18 @@ import psycopg
 import pytest
 import yaml
 
-from assets.tagging import TAG_THRESHOLDS, tag_taxonomy, tag_thresholds
-from creatorlens.promotion import promote
-from creatorlens.review import (
-    ReviewError,
-    accept,
-    correct,
-    effective_tags,
-    pending_reviews,
-    record_model_answer,
-    reject,
-)
-from creatorlens.tag_promotion import promote_tags
-from creatorlens.tagging import TAG_COLUMNS, creator_tag_rows, tag_images
-from creatorlens.tagging_queries import calibrated_thresholds
-from creatorlens.taxonomy import parse_taxonomy
+from assets.tagging.assets import tag_taxonomy, tag_thresholds
+from assets.common.promotion import promote
+from assets.tagging.review import ReviewError, accept, correct, effective_tags, pending_reviews, record_model_answer, reject
+from assets.tagging.store import promote_tags
+from assets.tagging.scoring import TAG_COLUMNS, creator_tag_rows, tag_images
+from assets.tagging.thresholds import calibrated_thresholds
+from assets.tagging.taxonomy import parse_taxonomy
 from resources.models import ModelRegistry
-from resources.tagging import TaggingConfig
+from assets.tagging.config import TaggingConfig
 from resources.warehouse import Warehouse
 from tests.support.tiny_models import build_tiny_siglip
+from assets.common.keys import TAG_THRESHOLDS
 
 BATCH = "batch-00001"
 VERSION = "test-model@1"
@@ -237,7 +230,7 @@ def test_tag_thresholds_calibrates_from_labels_and_feedback(conn, database_url, 
 
 def tags_scores(embedder, embeddings: pd.DataFrame) -> np.ndarray:
     """The model's 'food' score per image, straight from the zero-shot scorer."""
-    from creatorlens.tagging import embedding_matrix, prompt_bank, score_images
+    from assets.tagging.scoring import embedding_matrix, prompt_bank, score_images
 
     bank = prompt_bank(embedder, TAXONOMY)
     return score_images(embedder, bank, embedding_matrix(embeddings))[:, bank.names.index("food")]

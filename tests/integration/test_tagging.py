@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from psycopg import sql as pgsql
 
 from creatorlens.queries import load_queries
-from creatorlens.sample_data import build_sample_data
-from creatorlens.search import SearchError, nearest_images, search_images_by_image, search_images_by_text
+from assets.sources.sample_data import build_sample_data
+from assets.tagging.search import SearchError, nearest_images, search_images_by_image, search_images_by_text
 from creatorlens.settings import Settings
-from creatorlens.tag_promotion import vector_index_name
-from creatorlens.taxonomy import TaxonomyError, load_taxonomy
+from assets.tagging.store import vector_index_name
+from assets.tagging.taxonomy import TaxonomyError, load_taxonomy
 from orchestration.definitions import ASSET_CHECKS, ASSETS, JOBS, build_definitions, build_resources
 from orchestration.jobs import INGEST_JOB
 from orchestration.runs import discover_batches, materialize_batch

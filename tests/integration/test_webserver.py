@@ -26,7 +26,7 @@ import pytest
 import yaml
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from creatorlens.sample_data import build_sample_data
+from assets.sources.sample_data import build_sample_data
 from creatorlens.settings import REPO_ROOT, Settings
 from orchestration.jobs import INGEST_JOB
 from orchestration.runs import discover_batches, local_instance

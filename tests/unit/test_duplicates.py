@@ -1,4 +1,4 @@
-"""Tests for creatorlens.duplicates (exact and PDQ near-duplicate pairs)."""
+"""Tests for assets.images.pdq (exact and PDQ near-duplicate pairs)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,9 @@ import pytest
 from PIL import Image, ImageOps
 from skimage import data as skdata
 
-from creatorlens import duplicates
-from creatorlens.duplicates import (
-    PAIR_COLUMNS,
-    exact_duplicate_pairs,
-    hamming,
-    hex_to_bits,
-    near_duplicate_pairs,
-)
-from creatorlens.imaging import pdq, process_image_bytes
+from assets.images import pdq as duplicates
+from assets.images.pdq import PAIR_COLUMNS, exact_duplicate_pairs, hamming, hex_to_bits, near_duplicate_pairs
+from assets.images.imaging import pdq, process_image_bytes
 
 
 def _jpeg(image: Image.Image, quality: int = 90) -> bytes:

@@ -129,10 +129,10 @@ def test_embeddings_asset_records_an_unreadable_image_as_a_failed_row(tiny_dirs,
     import dagster as dg
     import pandas as pd
 
-    from assets.tagging import image_embeddings
+    from assets.tagging.assets import image_embeddings
     from creatorlens.settings import REPO_ROOT
     from resources.blobstore import BlobStore
-    from resources.tagging import TaggingConfig
+    from assets.tagging.config import TaggingConfig
 
     blobs = BlobStore(root=str(tmp_path / "blobs"))
     rows = []

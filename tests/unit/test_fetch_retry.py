@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from creatorlens.imaging import ImageError, ImageLimits, _retry_after_seconds, fetch_bytes_retrying
+from assets.images.imaging import ImageError, ImageLimits, _retry_after_seconds, fetch_bytes_retrying
 from tests.support.http import Route, serve_cdn
 
 LIMITS = ImageLimits(timeout_s=2)

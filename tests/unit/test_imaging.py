@@ -1,4 +1,4 @@
-"""Tests for creatorlens.imaging and gpu_ops.prefetch (all inputs generated at runtime)."""
+"""Tests for assets.images.imaging and gpu_ops.prefetch (all inputs generated at runtime)."""
 
 from __future__ import annotations
 
@@ -21,16 +21,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from creatorlens.imaging import (
-    ImageError,
-    ImageLimits,
-    ProcessedImage,
-    decode_image,
-    fetch_bytes,
-    pdq,
-    process_image_bytes,
-    process_uri,
-)
+from assets.images.imaging import ImageError, ImageLimits, ProcessedImage, decode_image, fetch_bytes, pdq, process_image_bytes, process_uri
 from gpu_ops.prefetch import batched, prefetch_map
 from tests.support.http import Route, serve_cdn
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from creatorlens.llm_profiles import CreatorProfile, build_messages, input_hash
-from creatorlens.retrying import RetryableHttpError
+from assets.profiles.prompt import CreatorProfile, build_messages, input_hash
+from resources.http import RetryableHttpError
 from resources.llm import LlmClient, LlmOutputError
 from tests.support.llm_server import FakeLlm, profile_for, serve_llm
 
@@ -32,7 +32,7 @@ def messages():
 
 
 def test_valid_reply_is_validated_and_the_request_is_openai_shaped(llm):
-    result = client(llm).generate_profile(messages())
+    result = client(llm).complete_json(messages(), CreatorProfile)
     assert isinstance(result.value, CreatorProfile) and not result.repaired and result.requests == 1
     assert result.value.persona.startswith("@anna.fit is a fitness creator")
     assert result.value.posting_pattern.best_time == "weekday evenings"
@@ -44,14 +44,14 @@ def test_valid_reply_is_validated_and_the_request_is_openai_shaped(llm):
 
 def test_fenced_json_needs_no_repair(llm):
     llm.script = ["fenced"]
-    result = client(llm).generate_profile(messages())
+    result = client(llm).complete_json(messages(), CreatorProfile)
     assert not result.repaired and result.value.interests == ["fitness", "community"]
 
 
 @pytest.mark.parametrize("first", ["invalid", "bad_schema"])
 def test_one_repair_attempt_fixes_an_invalid_reply(llm, first):
     llm.script = [first]
-    result = client(llm).generate_profile(messages())
+    result = client(llm).complete_json(messages(), CreatorProfile)
     assert result.repaired and result.requests == 2
     repair = llm.requests[1]["messages"]
     assert [m["role"] for m in repair] == ["system", "user", "assistant", "user"]
@@ -61,14 +61,14 @@ def test_one_repair_attempt_fixes_an_invalid_reply(llm, first):
 def test_a_second_invalid_reply_is_an_error_not_a_loop(llm):
     llm.script = ["invalid", "bad_schema"]
     with pytest.raises(LlmOutputError) as err:
-        client(llm).generate_profile(messages())
+        client(llm).complete_json(messages(), CreatorProfile)
     assert "persona" in str(err.value) and len(llm.requests) == 2
 
 
 def test_429s_and_500s_are_retried_with_exponential_backoff(llm):
     llm.script = ["429", "500", "500", "valid"]
     started = time.monotonic()
-    result = client(llm, backoff_s=0.1).generate_profile(messages())
+    result = client(llm, backoff_s=0.1).complete_json(messages(), CreatorProfile)
     elapsed = time.monotonic() - started
     assert result.requests == 4 and not result.repaired
     assert 0.2 + 0.4 <= elapsed < 3.0  # 429 with Retry-After 0, then 0.2 s and 0.4 s of backoff

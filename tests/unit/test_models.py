@@ -14,7 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from creatorlens.models import PullError, pull
+from resources.model_pull import PullError, pull
 from gpu_ops.compat import ensure_torchvision, nms_reference
 from gpu_ops.device import DeviceUnavailable, choose_device, cuda_available
 from gpu_ops.registry import (
@@ -154,7 +154,7 @@ def test_pull_extracts_an_archive_member_and_refuses_a_wrong_digest(tmp_path: Pa
 
 
 def test_models_cli_lists_and_imports_weights_from_a_folder(tmp_path: Path, monkeypatch) -> None:
-    from creatorlens.cli import cli
+    from orchestration.cli import cli
 
     monkeypatch.setenv("CREATORLENS_MODEL_CACHE_DIR", str(tmp_path / "cache"))
     runner = CliRunner()

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from creatorlens.enrichment import FetchStatus, coverage, fill_creator
+from assets.profiles.filling import coverage, fill_creator
+from resources.profile_api import FetchStatus
 from resources.profile_api import ProfileCache, ProfileClient, ProfileClientConfig, RateLimiter
 from tests.support.profile_server import FakeProfileApi, serve_profiles
 

@@ -1,4 +1,4 @@
-"""Tests for creatorlens.sample_data (generated offline into tmp_path)."""
+"""Tests for assets.sources.sample_data (generated offline into tmp_path)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from creatorlens.duplicates import hamming
-from creatorlens.imaging import ImageError, ProcessedImage, process_image_bytes
-from creatorlens.sample_data import (
-    CSV_HEADER,
-    OFFLINE_PHOTOS,
-    SampleManifest,
-    build_sample_data,
-)
+from assets.images.pdq import hamming
+from assets.images.imaging import ImageError, ProcessedImage, process_image_bytes
+from assets.sources.sample_data import CSV_HEADER, OFFLINE_PHOTOS, SampleManifest, build_sample_data
 
 _HANDLE = re.compile(r"^[A-Za-z0-9._]{1,30}$")
 

@@ -1,4 +1,4 @@
-"""Unit tests for creatorlens.sources: CSV exports, JSON dumps and their merge."""
+"""Unit tests for assets.sources.parsing: CSV exports, JSON dumps and their merge."""
 
 from __future__ import annotations
 
@@ -9,22 +9,19 @@ from typing import Any
 
 import pytest
 
-from creatorlens.sources import (
+from assets.sources.parsing import (
     DEFAULT_HEADER_MAP,
-    PLATFORM,
     CreatorRecord,
     PostRecord,
     Reject,
     SourceSnapshot,
-    clean_bio,
     load_sources,
     normalise_documents,
-    normalise_username,
-    parse_count,
     parse_dump_filename,
     read_csv_export,
     read_json_dumps,
 )
+from creatorlens.fields import PLATFORM, clean_bio, normalise_username, parse_count
 
 HEADER = "Rank,Username,Name,Followers,ER,Genre,Details,Country\n"
 

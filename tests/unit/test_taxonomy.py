@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from creatorlens.settings import REPO_ROOT
-from creatorlens.taxonomy import TaxonomyError, load_taxonomy, parse_taxonomy, refused_terms
+from assets.tagging.taxonomy import TaxonomyError, load_taxonomy, parse_taxonomy, refused_terms
 
 DEFAULT = REPO_ROOT / "taxonomy" / "default.yaml"
 

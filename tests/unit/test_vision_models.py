@@ -208,7 +208,7 @@ def test_rapidocr_reads_rendered_text_back_and_skips_images_without_text(astrona
 
 
 def test_registry_prefers_pulled_yolo_weights_and_loads_them_from_the_cache(yolo_files, tmp_path, astronaut) -> None:
-    from creatorlens.models import pull
+    from resources.model_pull import pull
     from resources.models import ModelRegistry
 
     cache = tmp_path / "cache"

@@ -1,0 +1,88 @@
+"""Small helpers shared by the stage modules (metadata formatting, timing)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from contextlib import contextmanager
+
+import dagster as dg
+import pandas as pd
+
+from assets.common.promotion import PromotionResult
+from assets.common.quality import QualityReport
+
+GROUP_INGEST = "ingest"
+GROUP_WAREHOUSE = "warehouse"
+GROUP_VISION = "vision"
+GROUP_TAGGING = "tagging"
+GROUP_PROFILES = "profiles"
+
+# Groups whose assets are partitioned per creator batch and make up the per-batch job.
+# Unpartitioned assets (taxonomy, thresholds) live in other groups.
+BATCH_GROUPS = (GROUP_INGEST, GROUP_VISION, GROUP_TAGGING, GROUP_PROFILES, GROUP_WAREHOUSE)
+
+# Operations (issue 6). Steps that use the GPU declare ``pool=GPU_POOL``; dagster.yaml limits the
+# pool to one step at a time per GPU across all runs.
+GPU_POOL = "gpu"
+# Stage assets read ``context.partition_key``: a backfill must give every batch its own run.
+BATCH_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+# For assets doing network I/O: a few step retries, spaced out, with jitter against lockstep.
+NETWORK_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+@contextmanager
+def stopwatch():
+    """``with stopwatch() as t: ...`` then ``t()`` gives elapsed seconds."""
+    start = time.perf_counter()
+    end: list[float] = []
+    yield lambda: (end[0] if end else time.perf_counter()) - start
+    end.append(time.perf_counter())
+
+
+def reason_counts(reasons: Iterable[str | None]) -> dict[str, int]:
+    return dict(Counter(r for r in reasons if r).most_common())
+
+
+def throughput_metadata(n: int, seconds: float, unit: str) -> dict[str, dg.MetadataValue]:
+    rate = n / seconds if seconds > 0 else 0.0
+    return {
+        "seconds": dg.MetadataValue.float(round(seconds, 3)),
+        f"{unit}_per_second": dg.MetadataValue.float(round(rate, 2)),
+    }
+
+
+def check_result(report: QualityReport, *, extra: dict | None = None) -> dg.AssetCheckResult:
+    """AssetCheckResult (severity ERROR, so a blocking check stops promotion) from a GX report."""
+    failures = [o.describe() for o in report.failures]
+    return dg.AssetCheckResult(
+        passed=report.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=("; ".join(failures) if failures else f"all expectations met on {report.rows} rows"),
+        metadata={
+            "rows": report.rows,
+            "failed_expectations": len(failures),
+            "expectations": dg.MetadataValue.md(report.markdown()),
+            **(extra or {}),
+        },
+    )
+
+
+def preview_table(df: pd.DataFrame, columns: list[str], limit: int = 10) -> dg.MetadataValue:
+    sub = df[[c for c in columns if c in df.columns]].head(limit)
+    return dg.MetadataValue.md(sub.to_markdown(index=False) if len(sub) else "_empty_")
+
+
+def promotion_metadata(result: PromotionResult, code_version: str) -> dict[str, dg.MetadataValue | int | str]:
+    """What a warehouse promotion asset shows: rows staged per table, changed, removed as stale, timing."""
+    return {
+        **{f"rows_{k}": v for k, v in result.staged.items()},
+        "rows_changed": dg.MetadataValue.json(result.written),
+        "rows_removed_stale": dg.MetadataValue.json(result.deleted),
+        "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+        "rows_per_second": dg.MetadataValue.float(round(result.rows_per_second, 1)),
+        "code_version": code_version,
+    }

@@ -1,0 +1,1 @@
+"""Stage: profiles. Enrichment from the profile API, LLM-written profiles, profile embeddings, promotion."""

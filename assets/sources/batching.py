@@ -1,0 +1,93 @@
+"""Assign not-yet-batched creators to new batches of ``batch_size``; the warehouse is the record.
+
+Used by the ``creatorlens batch`` command now and by the new-creator sensor. Running it twice
+with the same sources assigns nothing the second time. Batches are immutable once created: new
+creators always open new batches, so a partition's membership never changes under a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from creatorlens.queries import load_queries
+from assets.sources.parsing import Reject
+from creatorlens.fields import PLATFORM
+
+BATCH_KEY_FORMAT = "batch-{:05d}"
+
+
+@dataclass
+class BatchAssignment:
+    new_batches: dict[str, list[str]] = field(default_factory=dict)
+    all_batches: list[str] = field(default_factory=list)
+
+    @property
+    def new_creators(self) -> int:
+        return sum(len(v) for v in self.new_batches.values())
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def assign_batches(
+    engine: Engine, usernames: Sequence[str], *, batch_size: int, platform: str = PLATFORM
+) -> BatchAssignment:
+    """Put every username not yet in ``creator_batches`` into fresh batches, in source order."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    q = load_queries("batching.sql")
+    candidates = _unique(usernames)
+    result = BatchAssignment()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(q["lock"])
+        done = {
+            r[0]
+            for r in conn.exec_driver_sql(
+                q["batched_usernames"], {"platform": platform, "usernames": candidates}
+            ).all()
+        }
+        fresh = [u for u in candidates if u not in done]
+        next_no = conn.exec_driver_sql(q["max_batch_number"]).scalar_one() + 1
+        rows = []
+        for i in range(0, len(fresh), batch_size):
+            key = BATCH_KEY_FORMAT.format(next_no + i // batch_size)
+            members = fresh[i : i + batch_size]
+            result.new_batches[key] = members
+            rows.extend({"platform": platform, "username": u, "batch_key": key} for u in members)
+        if rows:
+            conn.exec_driver_sql(q["assign"], rows)
+        result.all_batches = [r[0] for r in conn.exec_driver_sql(q["all_batches"]).all()]
+    return result
+
+
+def batch_members(engine: Engine, batch_key: str, platform: str = PLATFORM) -> list[str]:
+    q = load_queries("batching.sql")
+    with engine.connect() as conn:
+        return [r[0] for r in conn.exec_driver_sql(q["members"], {"batch_key": batch_key, "platform": platform})]
+
+
+def batch_sizes(engine: Engine) -> dict[str, int]:
+    q = load_queries("batching.sql")
+    with engine.connect() as conn:
+        return {k: n for k, n in conn.exec_driver_sql(q["all_batches"]).all()}
+
+
+def record_rejects(engine: Engine, rejects: Iterable[Reject]) -> int:
+    """Upsert source rejects (file + record + reason); returns how many were recorded."""
+    q = load_queries("batching.sql")
+    rows = _unique_rejects(rejects)
+    if rows:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(q["record_reject"], rows)
+    return len(rows)
+
+
+def _unique_rejects(rejects: Iterable[Reject]) -> list[dict[str, str]]:
+    seen: dict[tuple[str, str], dict[str, str]] = {}
+    for r in rejects:
+        seen[(r.source, r.record)] = {"source": r.source, "record": r.record, "reason": r.reason}
+    return list(seen.values())

@@ -1,0 +1,724 @@
+"""Pure-Python parsers for raw creator data (CSV exports and Instagram JSON dumps).
+
+Every parser returns normalised records together with a list of :class:`Reject` entries:
+any non-blank row, file or post that is skipped is recorded with where and why, never
+dropped silently. Nothing here touches Dagster, a database or the network.
+
+Reject ``record`` labels, unique per ``(source, record)`` (the ``source_rejects`` key):
+
+* CSV: ``"line N"`` - physical line where the record starts (1-based, header is line 1).
+* JSON, whole document (bad file name, invalid JSON, unrecognised shape): the file name.
+* JSON, profile part of a document (e.g. unparseable follower count): ``"profile"``.
+* JSON, malformed post list of a document: ``"posts"``.
+* JSON, one post: ``"record N"`` - 1-based position in the document's post list(s).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from creatorlens.fields import PLATFORM, clean_bio, normalise_username, one_line, parse_count
+
+__all__ = [
+    "DEFAULT_HEADER_MAP",
+    "CreatorRecord",
+    "PostRecord",
+    "Reject",
+    "SourceSnapshot",
+    "load_sources",
+    "normalise_documents",
+    "normalise_dumps",
+    "parse_dump_filename",
+    "read_csv_export",
+    "read_json_dumps",
+    "read_stored_responses",
+]
+
+
+@dataclass(frozen=True)
+class Reject:
+    """One refused row, file or post: where it came from and why it was refused."""
+
+    source: str
+    record: str
+    reason: str
+
+
+@dataclass
+class CreatorRecord:
+    """A normalised creator profile."""
+
+    username: str
+    platform: str = PLATFORM
+    full_name: str | None = None
+    followers: int | None = None
+    category: str | None = None
+    bio: str | None = None
+    country: str | None = None
+    is_business: bool | None = None
+    is_verified: bool | None = None
+    sources: tuple[str, ...] = ()
+
+
+@dataclass
+class PostRecord:
+    """A normalised post (Instagram media)."""
+
+    username: str
+    post_id: str
+    platform: str = PLATFORM
+    shortcode: str | None = None
+    taken_at: datetime | None = None
+    caption: str | None = None
+    likes: int = 0
+    comments: int = 0
+    media_url: str | None = None
+    is_video: bool = False
+    source: str | None = None
+
+
+@dataclass
+class SourceSnapshot:
+    """Everything read from all sources: creators by username, posts, and rejects."""
+
+    creators: dict[str, CreatorRecord] = field(default_factory=dict)
+    posts: list[PostRecord] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+DEFAULT_HEADER_MAP: dict[str, tuple[str, ...]] = {
+    "username": ("username", "handle", "instagram", "account", "user", "instagram username"),
+    "full_name": ("name", "full name", "full_name"),
+    "followers": ("followers", "followers count", "follower count"),
+    "category": ("genre", "category", "topics", "topic"),
+    "bio": ("details", "bio", "biography", "description"),
+    "country": ("country", "location"),
+}
+
+# Creator fields that a later source may fill when an earlier one left them empty.
+_MERGEABLE_CREATOR_FIELDS = (
+    "full_name",
+    "followers",
+    "category",
+    "bio",
+    "country",
+    "is_business",
+    "is_verified",
+)
+# Post fields that a later occurrence of the same post may fill when still empty.
+_MERGEABLE_POST_FIELDS = ("shortcode", "taken_at", "caption", "media_url")
+
+_URL_SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+_OWNER_SUFFIXED_ID_RE = re.compile(r"^(\d+)_\d+$")
+_FILENAME_USER_RE = re.compile(r"\(([^)]*)\)")
+_SURROGATE_RE = re.compile("[\udc80-\udcff]")
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _normalise_header(cell: str) -> str:
+    """Header cell as compared with the header map: no BOM/quotes, single spaces, casefolded."""
+    text = cell.replace("\ufeff", "").strip().strip("\"'").strip()
+    return " ".join(text.split()).casefold()
+
+
+def _resolve_columns(
+    headers: Sequence[str], header_map: Mapping[str, Sequence[str]]
+) -> dict[str, int]:
+    """Map each field to the index of its column; alias order decides between candidates."""
+    normalised = [_normalise_header(h) for h in headers]
+    taken: set[int] = set()
+    columns: dict[str, int] = {}
+    for field_name, aliases in header_map.items():
+        for alias in aliases:
+            wanted = _normalise_header(alias)
+            index = next(
+                (i for i, h in enumerate(normalised) if h == wanted and i not in taken), None
+            )
+            if index is not None:
+                columns[field_name] = index
+                taken.add(index)
+                break
+    return columns
+
+
+def _effective_header_map(
+    header_map: Mapping[str, Sequence[str]] | None,
+) -> dict[str, tuple[str, ...]]:
+    """Defaults, with any field given in ``header_map`` replacing that field's aliases."""
+    merged = dict(DEFAULT_HEADER_MAP)
+    if header_map:
+        unknown = sorted(set(header_map) - set(DEFAULT_HEADER_MAP))
+        if unknown:
+            raise ValueError(
+                f"unknown field(s) in header map: {unknown}; known: {sorted(DEFAULT_HEADER_MAP)}"
+            )
+        for field_name, aliases in header_map.items():
+            if isinstance(aliases, str):
+                aliases = (aliases,)
+            merged[field_name] = tuple(aliases)
+    return merged
+
+
+def _csv_records(text: str) -> Iterator[tuple[int, list[str] | csv.Error, bool]]:
+    """Yield ``(start_line, row, unterminated)`` per CSV record; parse errors come in place.
+
+    ``unterminated`` is true when the record is the last one and ends inside a quoted field
+    (an unclosed quote that silently swallowed the rest of the file).
+    """
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(lines)
+    end_line = 0
+    while True:
+        start_line = end_line + 1
+        try:
+            row: list[str] | csv.Error = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            row = exc
+        end_line = reader.line_num
+        unterminated = (
+            end_line == len(lines)
+            and not isinstance(row, csv.Error)
+            and _ends_inside_quotes("".join(lines[start_line - 1 : end_line]))
+        )
+        yield start_line, row, unterminated
+
+
+def _ends_inside_quotes(raw: str) -> bool:
+    """True when ``raw`` (one record's text) ends inside an open quoted field."""
+    if '"' not in raw:
+        return False
+    try:
+        list(csv.reader([raw], strict=True))
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _is_blank(row: Sequence[str]) -> bool:
+    """True for a row with no cells or only empty/whitespace cells."""
+    return all(not cell.strip() for cell in row)
+
+
+def read_csv_export(
+    path: Path | str, header_map: Mapping[str, Sequence[str]] | None = None
+) -> tuple[list[CreatorRecord], list[Reject]]:
+    """Read a StarNgage-like influencer CSV export into creator records and rejects.
+
+    Raises ``ValueError`` when the file has no recognisable username column (or an unknown
+    field in ``header_map``); every bad row is returned as a :class:`Reject` instead.
+    Invalid UTF-8 only rejects the rows that contain it.
+    """
+    source = str(path)
+    fields = _effective_header_map(header_map)
+    # surrogateescape keeps undecodable bytes visible as lone surrogates, so only the rows
+    # containing them are rejected instead of the whole file failing to decode.
+    text = Path(path).read_bytes().decode("utf-8-sig", errors="surrogateescape")
+
+    records: list[CreatorRecord] = []
+    rejects: list[Reject] = []
+    first_seen: dict[str, int] = {}
+    headers: list[str] | None = None
+    columns: dict[str, int] = {}
+
+    for line, row, unterminated in _csv_records(text):
+        where = f"line {line}"
+        if isinstance(row, csv.Error):
+            rejects.append(Reject(source, where, f"CSV parse error: {row}"))
+            continue
+        if unterminated:
+            rejects.append(Reject(source, where, "unterminated quoted field (runs to end of file)"))
+            continue
+        if _is_blank(row):
+            continue
+        if headers is None:
+            headers = row
+            columns = _resolve_columns(headers, fields)
+            if "username" not in columns:
+                raise ValueError(
+                    f"{source}: no username column; headers: {headers!r}; "
+                    f"accepted username headers: {list(fields['username'])!r}"
+                )
+            continue
+        if len(row) != len(headers):
+            rejects.append(
+                Reject(
+                    source,
+                    where,
+                    f"unexpected column count {len(row)} (header has {len(headers)})",
+                )
+            )
+            continue
+        if any(_SURROGATE_RE.search(cell) for cell in row):
+            rejects.append(Reject(source, where, "invalid UTF-8 bytes in row"))
+            continue
+        result = _creator_from_row(row, columns, source)
+        if isinstance(result, str):
+            rejects.append(Reject(source, where, result))
+            continue
+        if result.username in first_seen:
+            rejects.append(
+                Reject(
+                    source,
+                    where,
+                    f"duplicate username {result.username!r} "
+                    f"(first seen on line {first_seen[result.username]})",
+                )
+            )
+            continue
+        first_seen[result.username] = line
+        records.append(result)
+
+    if headers is None:
+        raise ValueError(f"{source}: no username column; headers: []; the file has no header row")
+    return records, rejects
+
+
+def _creator_from_row(
+    row: Sequence[str], columns: Mapping[str, int], source: str
+) -> CreatorRecord | str:
+    """Build a creator from one CSV row, or return the reason it is refused."""
+
+    def cell(field_name: str) -> str | None:
+        index = columns.get(field_name)
+        return None if index is None else row[index]
+
+    raw_username = (cell("username") or "").strip()
+    if not raw_username:
+        return "missing username"
+    username = normalise_username(raw_username)
+    if username is None:
+        return f"invalid username {raw_username!r}"
+    raw_followers = cell("followers")
+    try:
+        followers = parse_count(raw_followers)
+    except ValueError:
+        return f"unparseable followers {(raw_followers or '').strip()!r}"
+    return CreatorRecord(
+        username=username,
+        full_name=one_line(cell("full_name")),
+        followers=followers,
+        category=one_line(cell("category")),
+        bio=clean_bio(cell("bio")),
+        country=one_line(cell("country")),
+        sources=(source,),
+    )
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def parse_dump_filename(name: str) -> str | None:
+    """Username from the first ``(...)`` of a dump's file name, normalised; else ``None``."""
+    match = _FILENAME_USER_RE.search(Path(name).name)
+    return normalise_username(match.group(1)) if match else None
+
+
+def _dig(obj: Any, *keys: str | int) -> Any:
+    """Follow dict keys / list indexes; ``None`` as soon as a step is missing or mistyped."""
+    for key in keys:
+        if isinstance(key, int):
+            if not isinstance(obj, list) or not -len(obj) <= key < len(obj):
+                return None
+            obj = obj[key]
+        else:
+            if not isinstance(obj, dict):
+                return None
+            obj = obj.get(key)
+    return obj
+
+
+def _first_present(*values: Any) -> Any:
+    """The first value that is not ``None``."""
+    return next((v for v in values if v is not None), None)
+
+
+def _document_parts(doc: Any) -> tuple[dict[str, Any] | None, list[Any] | None]:
+    """Split a document into its ``user`` object and/or its paged ``items`` list."""
+    if not isinstance(doc, dict):
+        return None, None
+    users = (_dig(doc, "data", "user"), doc.get("user"), _dig(doc, "graphql", "user"))
+    item_lists = (_dig(doc, "data", "items"), doc.get("items"))
+    user = next((u for u in users if isinstance(u, dict)), None)
+    items = next((i for i in item_lists if isinstance(i, list)), None)
+    return user, items
+
+
+def _profile_from_user(username: str, user: Mapping[str, Any]) -> CreatorRecord | str:
+    """Creator fields from an Instagram user object, or the reason they are refused."""
+    raw_followers = _first_present(
+        _dig(user, "edge_followed_by", "count"), user.get("follower_count")
+    )
+    try:
+        followers = parse_count(raw_followers)
+    except ValueError:
+        return f"unparseable followers {raw_followers!r}"
+
+    def text(key: str) -> str | None:
+        value = user.get(key)
+        return one_line(value) if isinstance(value, str) else None
+
+    def flag(key: str) -> bool | None:
+        value = user.get(key)
+        return value if isinstance(value, bool) else None
+
+    biography = user.get("biography")
+    return CreatorRecord(
+        username=username,
+        full_name=text("full_name"),
+        followers=followers,
+        category=text("category_name"),
+        bio=clean_bio(biography) if isinstance(biography, str) else None,
+        is_business=flag("is_business_account"),
+        is_verified=flag("is_verified"),
+    )
+
+
+def _post_id(raw: Any) -> str | None:
+    """Canonical media id; the owner suffix of v1 ids (``"<pk>_<owner>"``) is dropped."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        return None
+    value = str(raw).strip()
+    owner_suffixed = _OWNER_SUFFIXED_ID_RE.match(value)
+    return owner_suffixed.group(1) if owner_suffixed else (value or None)
+
+
+def _timestamp(raw: Any) -> datetime | None:
+    """Timezone-aware UTC datetime from unix seconds; raises ``ValueError`` when invalid."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool):
+        raise ValueError(raw)
+    try:
+        seconds = float(raw) if isinstance(raw, str) else raw
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError) as exc:
+        raise ValueError(raw) from exc
+
+
+def _media_location(raw: Any, source: str) -> str | None:
+    """Keep URLs and absolute paths; resolve a relative path against the source's folder."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    value = raw.strip()
+    if _URL_SCHEME_RE.match(value) or Path(value).is_absolute():
+        return value
+    folder = Path(source).parent
+    if folder.is_dir():
+        return str((folder / value).resolve())
+    return value
+
+
+def _post_from_node(username: str, node: Any, source: str) -> PostRecord | str:
+    """Normalise a GraphQL timeline node or a v1 feed item; or return why it is refused."""
+    if not isinstance(node, dict):
+        return "post is not an object"
+    if isinstance(node.get("media"), dict) and "id" not in node and "pk" not in node:
+        node = node["media"]  # saved-feed style wrapper: {"media": {...}}
+    post_id = _post_id(_first_present(node.get("id"), node.get("pk")))
+    if post_id is None:
+        return "post without id"
+
+    raw_taken = _first_present(node.get("taken_at_timestamp"), node.get("taken_at"))
+    try:
+        taken_at = _timestamp(raw_taken)
+    except ValueError:
+        return f"invalid taken_at {raw_taken!r}"
+
+    raw_likes = _first_present(
+        _dig(node, "edge_liked_by", "count"),
+        _dig(node, "edge_media_preview_like", "count"),
+        node.get("like_count"),
+    )
+    raw_comments = _first_present(
+        _dig(node, "edge_media_to_comment", "count"),
+        _dig(node, "edge_media_preview_comment", "count"),
+        node.get("comment_count"),
+    )
+    try:
+        likes = parse_count(raw_likes) or 0
+    except ValueError:
+        return f"unparseable likes {raw_likes!r}"
+    try:
+        comments = parse_count(raw_comments) or 0
+    except ValueError:
+        return f"unparseable comments {raw_comments!r}"
+
+    caption = _first_present(
+        _dig(node, "edge_media_to_caption", "edges", 0, "node", "text"),
+        _dig(node, "caption", "text"),
+    )
+    shortcode = _first_present(node.get("shortcode"), node.get("code"))
+    media = _first_present(
+        node.get("display_url"),
+        _dig(node, "image_versions2", "candidates", 0, "url"),
+        _dig(node, "carousel_media", 0, "image_versions2", "candidates", 0, "url"),
+    )
+    is_video = node.get("is_video") is True or node.get("media_type") == 2
+    return PostRecord(
+        username=username,
+        post_id=post_id,
+        shortcode=shortcode if isinstance(shortcode, str) and shortcode else None,
+        taken_at=taken_at,
+        caption=caption if isinstance(caption, str) and caption.strip() else None,
+        likes=likes,
+        comments=comments,
+        media_url=_media_location(media, source),
+        is_video=is_video,
+        source=source,
+    )
+
+
+def _fill_missing(target: Any, other: Any, names: Iterable[str]) -> None:
+    """Copy each named attribute from ``other`` onto ``target`` where ``target`` has ``None``."""
+    for name in names:
+        if getattr(target, name) is None and getattr(other, name) is not None:
+            setattr(target, name, getattr(other, name))
+
+
+def _add_post(posts: dict[tuple[str, str], PostRecord], post: PostRecord) -> None:
+    """Insert ``post``; a repeat of a known post only fills that post's empty fields."""
+    key = (post.username, post.post_id)
+    if key in posts:
+        _fill_missing(posts[key], post, _MERGEABLE_POST_FIELDS)
+    else:
+        posts[key] = dataclasses.replace(post)
+
+
+def _document_label(source: str) -> str:
+    """Reject ``record`` for a whole document: its file name (or the source name itself)."""
+    return Path(source).name or source
+
+
+def normalise_documents(
+    username: str, documents: Iterable[tuple[str, Any]]
+) -> tuple[CreatorRecord | None, list[PostRecord], list[Reject]]:
+    """Merge already-parsed JSON documents of one creator into a profile, posts and rejects.
+
+    ``documents`` are ``(source_name, parsed_json)`` pairs, merged in the given order:
+    profile fields come from the first profile document that has them (later ones only
+    fill empty fields) and posts are de-duplicated by id (first wins, later repeats fill
+    empty fields). The creator is ``None`` only when no document had a recognised shape.
+    A username inside a document is ignored: ``username`` (e.g. from the file name) rules.
+    """
+    canonical = normalise_username(username)
+    if canonical is None:
+        raise ValueError(f"invalid username {username!r}")
+    creator: CreatorRecord | None = None
+    contributors: list[str] = []
+    posts: dict[tuple[str, str], PostRecord] = {}
+    rejects: list[Reject] = []
+
+    for source, doc in documents:
+        user, items = _document_parts(doc)
+        if user is None and items is None:
+            rejects.append(Reject(source, _document_label(source), "unrecognised document shape"))
+            continue
+        if source not in contributors:
+            contributors.append(source)
+        if creator is None:
+            creator = CreatorRecord(username=canonical)
+
+        nodes: list[Any] = []
+        if user is not None:
+            profile = _profile_from_user(canonical, user)
+            if isinstance(profile, str):
+                rejects.append(Reject(source, "profile", profile))
+            else:
+                _fill_missing(creator, profile, _MERGEABLE_CREATOR_FIELDS)
+            timeline = user.get("edge_owner_to_timeline_media")
+            if timeline is not None:
+                edges = _dig(timeline, "edges")
+                if isinstance(edges, list):
+                    nodes.extend(e.get("node") if isinstance(e, dict) else e for e in edges)
+                else:
+                    reason = "malformed edge_owner_to_timeline_media (no edges list)"
+                    rejects.append(Reject(source, "posts", reason))
+        if items is not None:
+            nodes.extend(items)
+
+        for position, node in enumerate(nodes, start=1):
+            post = _post_from_node(canonical, node, source)
+            if isinstance(post, str):
+                rejects.append(Reject(source, f"record {position}", post))
+            else:
+                _add_post(posts, post)
+
+    if creator is not None:
+        creator.sources = tuple(contributors)
+    return creator, list(posts.values()), rejects
+
+
+def _load_json_file(path: Path) -> tuple[Any, Reject | None]:
+    """Parse one JSON file, or describe why it cannot be parsed."""
+    source = str(path)
+    try:
+        return json.loads(path.read_bytes()), None
+    except json.JSONDecodeError as exc:
+        return None, Reject(source, path.name, f"invalid JSON: {exc}")
+    except UnicodeDecodeError as exc:
+        return None, Reject(source, path.name, f"invalid text encoding: {exc}")
+    except OSError as exc:
+        return None, Reject(source, path.name, f"unreadable file: {exc}")
+
+
+def read_json_dumps(
+    folder: Path | str,
+) -> tuple[list[CreatorRecord], list[PostRecord], list[Reject]]:
+    """Read every ``*.json`` dump in ``folder`` (not recursive, sorted by name).
+
+    The creator comes from the first ``(...)`` in each file name; the files of one creator
+    are merged with :func:`normalise_documents`.
+    """
+    directory = Path(folder)
+    if not directory.is_dir():
+        raise NotADirectoryError(f"not a folder: {directory}")
+    files = sorted(
+        (p for p in directory.iterdir() if p.suffix.lower() == ".json" and p.is_file()),
+        key=lambda p: p.name,
+    )
+    rejects: list[Reject] = []
+    dumps: list[tuple[str, str, Any]] = []
+    for path in files:
+        username = parse_dump_filename(path.name)
+        if username is None:
+            rejects.append(Reject(str(path), path.name, "no username in file name"))
+            continue
+        doc, problem = _load_json_file(path)
+        if problem is not None:
+            rejects.append(problem)
+            continue
+        dumps.append((username, str(path), doc))
+    creators, posts, dump_rejects = normalise_dumps(dumps)
+    return creators, posts, rejects + dump_rejects
+
+
+def normalise_dumps(
+    dumps: Iterable[tuple[str, str, Any]],
+) -> tuple[list[CreatorRecord], list[PostRecord], list[Reject]]:
+    """Group ``(username, source, parsed document)`` triples per user, in order, and normalise each
+    user's documents with :func:`normalise_documents`. Shared by the JSON folder and MongoDB sources,
+    so the same documents give the same snapshot whichever store they come from.
+    """
+    grouped: dict[str, list[tuple[str, Any]]] = {}
+    for username, source, doc in dumps:
+        grouped.setdefault(username, []).append((source, doc))
+    creators: list[CreatorRecord] = []
+    posts: list[PostRecord] = []
+    rejects: list[Reject] = []
+    for username, documents in grouped.items():
+        creator, user_posts, user_rejects = normalise_documents(username, documents)
+        if creator is not None:
+            creators.append(creator)
+        posts.extend(user_posts)
+        rejects.extend(user_rejects)
+    return creators, posts, rejects
+
+
+# --------------------------------------------------------------------------- everything
+
+
+def _stored_response(doc: Mapping[str, Any], source: str) -> tuple[Any, Reject | None]:
+    filename = str(doc.get("filename") or "")
+    status = doc.get("status", 200)
+    if isinstance(status, int) and not 200 <= status < 300:
+        return None, Reject(source, filename, f"stored error response (HTTP {status})")
+    body = doc.get("body")
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if isinstance(body, str):
+        try:
+            return json.loads(body), None
+        except json.JSONDecodeError as exc:
+            return None, Reject(source, filename, f"invalid JSON: {exc}")
+    if isinstance(body, dict | list):
+        return body, None
+    return None, Reject(source, filename, "document has no body")
+
+
+def read_stored_responses(
+    documents: Iterable[Mapping[str, Any]], label: str
+) -> tuple[list[CreatorRecord], list[PostRecord], list[Reject]]:
+    """Raw responses kept in a document store (``{"filename", "body", "status"}`` each, in file
+    name order), grouped per user into creators, posts and rejects like a folder of dumps.
+
+    ``label`` names the store in each reject's source, e.g. ``mongodb:creatorlens.raw_api_responses``.
+    """
+    rejects: list[Reject] = []
+    dumps: list[tuple[str, str, Any]] = []
+    for doc in documents:
+        filename = str(doc.get("filename") or "")
+        source = f"{label}/{filename}"
+        username = parse_dump_filename(filename)
+        if username is None:
+            rejects.append(Reject(source, filename or "(no filename)", "no username in file name"))
+            continue
+        parsed, problem = _stored_response(doc, source)
+        if problem is not None:
+            rejects.append(problem)
+            continue
+        dumps.append((username, source, parsed))
+    creators, posts, dump_rejects = normalise_dumps(dumps)
+    return creators, posts, rejects + dump_rejects
+
+
+def _as_paths(values: Iterable[Path | str] | Path | str) -> list[Path | str]:
+    """Accept a single path where an iterable of paths is expected."""
+    if isinstance(values, str | Path):
+        return [values]
+    return list(values)
+
+
+def _merge_creator(creators: dict[str, CreatorRecord], record: CreatorRecord) -> None:
+    """Add ``record``; for a known username only fill empty fields and append its sources."""
+    existing = creators.get(record.username)
+    if existing is None:
+        creators[record.username] = dataclasses.replace(record)
+        return
+    _fill_missing(existing, record, _MERGEABLE_CREATOR_FIELDS)
+    new_sources = tuple(s for s in record.sources if s not in existing.sources)
+    existing.sources = existing.sources + new_sources
+
+
+def load_sources(
+    csv_paths: Iterable[Path | str] = (),
+    json_dirs: Iterable[Path | str] = (),
+    document_sources: Iterable[tuple[list[CreatorRecord], list[PostRecord], list[Reject]]] = (),
+) -> SourceSnapshot:
+    """Read all CSV exports, then all JSON dump folders, then ``document_sources`` (records
+    already read from elsewhere, e.g. MongoDB, by :func:`normalise_dumps`) into one snapshot.
+
+    Earlier sources win (CSVs in order, then JSON folders in order); later ones only fill
+    fields that are still empty. Whole-file problems of a CSV (no username column) raise.
+    """
+    snapshot = SourceSnapshot()
+    posts: dict[tuple[str, str], PostRecord] = {}
+    for csv_path in _as_paths(csv_paths):
+        records, rejects = read_csv_export(csv_path)
+        for record in records:
+            _merge_creator(snapshot.creators, record)
+        snapshot.rejects.extend(rejects)
+    read_documents = [read_json_dumps(json_dir) for json_dir in _as_paths(json_dirs)]
+    for records, dir_posts, rejects in [*read_documents, *document_sources]:
+        for record in records:
+            _merge_creator(snapshot.creators, record)
+        for post in dir_posts:
+            _add_post(posts, post)
+        snapshot.rejects.extend(rejects)
+    snapshot.posts = list(posts.values())
+    return snapshot

@@ -1,0 +1,1 @@
+"""Stage: tagging. Taxonomy, embeddings, zero-shot tags, creator tags, calibration, review and search."""

@@ -1,0 +1,1 @@
+"""Stage: vision. Persons, pose keypoints, OCR, faces and image features, and their promotion."""

@@ -1,0 +1,1 @@
+"""Stage: warehouse. The per-batch promotion of creators, posts, images and duplicates."""

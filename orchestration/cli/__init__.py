@@ -1,0 +1,181 @@
+"""``creatorlens`` command line: set up the local state, batch creators, run the pipeline, report.
+
+Every command reads the same :class:`~creatorlens.settings.Settings` (environment variables);
+options override them for one invocation.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from creatorlens.logs import configure_logging
+from creatorlens.settings import Settings, get_settings
+from orchestration.cli.status import status
+
+DEMO_BATCH_SIZE = 6
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+def get_instance(ctx: click.Context):
+    """The Dagster instance at DAGSTER_HOME, opened once per command."""
+    from orchestration.runs import local_instance
+
+    if "instance" not in ctx.obj:
+        ctx.obj["instance"] = local_instance(_settings(ctx))
+    return ctx.obj["instance"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--state-dir", type=click.Path(path_type=Path), help="State folder (default: .creatorlens).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def cli(ctx: click.Context, state_dir: Path | None, verbose: bool) -> None:
+    """creatorlens: raw creator data → PostgreSQL facts, orchestrated by Dagster.
+
+    Without DATABASE_URL an embedded PostgreSQL (pgvector) runs under the state folder.
+    """
+    overrides = {"state_dir": state_dir.resolve()} if state_dir else {}
+    ctx.obj = {"settings": get_settings(**overrides)}
+    configure_logging(logging.DEBUG if verbose else logging.WARNING, ctx.obj["settings"].log_format)
+
+
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the state folder, DAGSTER_HOME and the migrated warehouse."""
+    from orchestration.runs import prepare_dagster_home
+    from resources.warehouse import engine_from_settings
+
+    s = _settings(ctx)
+    home = prepare_dagster_home(s)
+    engine = engine_from_settings(s)
+    where = f"embedded PostgreSQL at {s.resolved_pgdata}" if s.is_embedded else engine.url.render_as_string()
+    click.echo(f"warehouse: {where}\nDAGSTER_HOME: {home}")
+
+
+@cli.command("sample-data")
+@click.option("--force", is_flag=True, help="Rebuild even if the sample folder exists.")
+@click.pass_context
+def sample_data(ctx: click.Context, force: bool) -> None:
+    """Generate the bundled sample creators (photos from scikit-image, CSV, JSON dumps)."""
+    from assets.sources.sample_data import build_sample_data
+
+    root = _settings(ctx).sample_root
+    if force and root.exists():
+        shutil.rmtree(root)
+    manifest = build_sample_data(root)
+    click.echo(f"sample data in {manifest.root}: {manifest.n_creators_expected} creators expected")
+
+
+@cli.command()
+@click.option("--batch-size", type=int, help="Creators per new batch (default: BATCH_SIZE or 100).")
+@click.pass_context
+def batch(ctx: click.Context, batch_size: int | None) -> None:
+    """Assign not-yet-batched creators to new batches and register them as partitions."""
+    from orchestration.runs import discover_batches
+
+    s = _settings(ctx)
+    d = discover_batches(s, get_instance(ctx), batch_size)
+    click.echo(
+        f"{len(d.snapshot.creators)} creators in sources, {len(d.snapshot.rejects)} rejected records; "
+        f"{d.assignment.new_creators} newly batched into {len(d.assignment.new_batches)} batches; "
+        f"{len(d.registered)} partitions registered; {len(d.assignment.all_batches)} batches in total"
+    )
+
+
+def run_batches(ctx: click.Context, partitions: list[str], log_level: str = "WARNING") -> dict[str, bool]:
+    """Materialise the ingest job for each partition against the real instance; success per key."""
+    from orchestration.definitions import build_definitions
+    from orchestration.jobs import INGEST_JOB
+    from orchestration.runs import materialize_batch
+
+    instance = get_instance(ctx)
+    job = build_definitions(_settings(ctx)).resolve_job_def(INGEST_JOB)
+    outcome: dict[str, bool] = {}
+    for key in partitions:
+        started = time.perf_counter()
+        click.echo(f"▶ {INGEST_JOB} [{key}] …", nl=False)
+        run = materialize_batch(job, instance, key, log_level=log_level, log_format=_settings(ctx).log_format)
+        outcome[key] = run.success and run.promoted
+        status = "promoted" if run.promoted else "NOT promoted"
+        extra = f" — failed checks: {', '.join(run.failed_checks)}" if run.failed_checks else ""
+        click.echo(f" {status} in {time.perf_counter() - started:.1f}s (run {run.run_id[:8]}){extra}")
+    return outcome
+
+
+@cli.command()
+@click.option("--partition", "partitions", multiple=True, help="Batch key(s); default: every batch.")
+@click.option("--log-level", default="WARNING", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Dagster console log level.")
+@click.pass_context
+def run(ctx: click.Context, partitions: tuple[str, ...], log_level: str) -> None:
+    """Run the ingest job for batches (in this process, recorded in the Dagster instance)."""
+    from assets.common.partitions import CREATOR_BATCHES
+
+    keys = list(partitions) or list(get_instance(ctx).get_dynamic_partitions(CREATOR_BATCHES))
+    if not keys:
+        raise click.ClickException("no batches registered yet: run `creatorlens batch` first")
+    outcome = run_batches(ctx, keys, log_level)
+    if not all(outcome.values()):
+        sys.exit(1)
+
+
+@cli.command()
+@click.pass_context
+def summary(ctx: click.Context) -> None:
+    """Rows per table, duplicates found, and failures with their reasons."""
+    from orchestration.cli.report import warehouse_summary
+    from resources.warehouse import engine_from_settings
+
+    click.echo(warehouse_summary(engine_from_settings(_settings(ctx))))
+
+
+@cli.command()
+@click.option("--batch-size", type=int, default=DEMO_BATCH_SIZE, show_default=True,
+              help="Small batches so the demo shows several partitions and cross-batch duplicates.")
+@click.pass_context
+def demo(ctx: click.Context, batch_size: int) -> None:
+    """Sample data → batches → every asset for every batch → summary (embedded defaults)."""
+    s = _settings(ctx)
+    ctx.invoke(sample_data)
+    from orchestration.runs import discover_batches
+
+    d = discover_batches(s, get_instance(ctx), batch_size)
+    click.echo(f"{len(d.snapshot.creators)} creators, {len(d.snapshot.rejects)} rejected source records, "
+               f"{len(d.assignment.all_batches)} batches")
+    outcome = run_batches(ctx, d.assignment.all_batches)
+    ctx.invoke(summary)
+    click.echo(f"\nDagster UI: `make ui` (DAGSTER_HOME={s.resolved_dagster_home})")
+    if not all(outcome.values()):
+        sys.exit(1)
+
+
+def _register_groups() -> None:
+    from orchestration.cli.app import app_group
+    from orchestration.cli.models import models
+    from orchestration.cli.enrich import enrich_command
+
+    cli.add_command(models)
+    cli.add_command(app_group)
+    cli.add_command(status)
+    cli.add_command(enrich_command)
+
+
+_register_groups()
+
+
+def main() -> None:
+    cli(prog_name="creatorlens")
+
+
+if __name__ == "__main__":
+    main()
