@@ -7,10 +7,12 @@ state folder. Nothing is read at import time; call :func:`get_settings` when you
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -38,13 +40,41 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=100, ge=1, validation_alias=AliasChoices("BATCH_SIZE", "CREATORLENS_BATCH_SIZE"))
     csv_dir: Path | None = Field(default=None, description="Folder of CSV exports (drop folder).")
     json_dir: Path | None = Field(default=None, description="Folder of raw JSON API dumps.")
-    top_n_images: int = Field(default=10, ge=1)
-    pdq_max_distance: int = Field(default=31, ge=0, le=256)
-    pdq_min_quality: int = Field(default=50, ge=0, le=100)
-    max_failure_rate: float = Field(default=0.2, ge=0.0, le=1.0)
-    image_workers: int | None = Field(default=None, ge=1, description="Image fetch threads.")
-    decode_workers: int | None = Field(default=None, ge=1, description="Decode + PDQ processes.")
-    # ---- operations (issue 6) ----
+
+    # ---- images stage (IngestConfig) ----------------------------------------------------------
+    top_n_images: int = Field(default=10, ge=1, description="Images kept per creator, by likes + comments.")
+    image_workers: int | None = Field(default=None, ge=1, description="Fetch threads (default: CPUs x 2).")
+    decode_workers: int | None = Field(
+        default=None, ge=1, description="Decode + PDQ processes (default: CPUs; 1 = in-process threads)."
+    )
+    max_image_bytes: int = Field(default=25 * 1024 * 1024, ge=1, description="Largest image file fetched.")
+    max_image_pixels: int = Field(default=60_000_000, ge=1, description="Decompression-bomb cap (w x h).")
+    http_timeout_s: float = Field(default=20.0, gt=0, description="Image fetch timeout.")
+    thumbnail_px: int = Field(default=400, ge=16, description="Longest side of stored thumbnails.")
+    pdq_max_distance: int = Field(default=31, ge=0, le=256, description="Near-duplicate Hamming threshold.")
+    pdq_min_quality: int = Field(default=50, ge=0, le=100, description="PDQ quality needed to compare.")
+    max_failure_rate: float = Field(
+        default=0.2, ge=0.0, le=1.0, description="Share of failed images above which promotion is blocked."
+    )
+
+    # ---- vision stage (VisionConfig) ----------------------------------------------------------
+    vision_max_side: int = Field(default=1600, ge=64, description="Images are decoded no larger than this (longer side).")
+    vision_min_image_px: int = Field(default=32, ge=1, description="Shorter side below which an image is 'too_small'.")
+    vision_min_person_px: int = Field(
+        default=48, ge=1, description="Person boxes with a shorter side below this are dropped."
+    )
+    vision_crop_margin: float = Field(default=0.1, ge=0.0, le=1.0, description="Crop = person box widened by this share.")
+    vision_crop_jpeg_quality: int = Field(default=90, ge=30, le=100, description="JPEG quality of person crops.")
+    vision_decode_workers: int = Field(default=4, ge=1, description="Threads decoding images ahead of the models.")
+    vision_face_cluster_eps: float = Field(
+        default=0.55, gt=0.0, lt=2.0, description="Cosine distance within which two faces are neighbours."
+    )
+    vision_face_cluster_min_samples: int = Field(default=2, ge=1, description="Faces needed to start a cluster.")
+    vision_max_failure_rate: float = Field(
+        default=0.2, ge=0.0, le=1.0, description="Share of images a stage may fail on before promotion is blocked."
+    )
+
+    # ---- operations ---------------------------------------------------------------------------
     log_format: Literal["text", "json"] = Field(
         default="text", description="CLI and Dagster console logs: coloured text or one JSON object per line."
     )
@@ -66,7 +96,7 @@ class Settings(BaseSettings):
         description='Weights per family kept outside the cache, JSON: {"face_embedder": "/models/w600k_r50.onnx"}.',
     )
 
-    # ---- profiles (issue 5): profile API, MongoDB raw responses, LLM endpoint ---------------
+    # ---- profiles: profile API, MongoDB raw responses, LLM endpoint ---------------------------
     profile_url_template: str | None = Field(
         default=None, description="Profile API URL with a {username} placeholder; unset = no enrichment."
     )
@@ -102,13 +132,19 @@ class Settings(BaseSettings):
         default=REPO_ROOT / "taxonomy" / "default.yaml", description="Tag taxonomy YAML (validated at start-up)."
     )
     tag_review_floor: float = Field(
-        default=0.5, ge=0.0, le=1.0, description="Review floor as a fraction of each tag's threshold."
+        default=0.5, ge=0.0, le=1.0, description="Scores from this fraction of a tag's threshold up to it are queued."
     )
-    tag_labels_csv: Path | None = Field(default=None, description="Labelled examples (image_key,tag,label).")
+    tag_labels_csv: Path | None = Field(
+        default=None, description="Labelled examples for calibration (image_key,tag,label)."
+    )
     tag_precision_floor: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Calibrate for this precision (unset: maximise F1)."
     )
     tag_min_labels: int = Field(default=3, ge=1, description="Positives and negatives a tag needs to be calibrated.")
+    tag_decode_max_side: int | None = Field(
+        default=None, ge=32, description="Longest side images are decoded to for the embedder (default: 2x model input)."
+    )
+    tag_decode_workers: int = Field(default=4, ge=1, description="Decode threads feeding the embedder.")
     hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new vector indexes.")
     hnsw_ef_construction: int = Field(default=128, ge=4, le=1000, description="HNSW build candidate list.")
     hnsw_ef_search: int = Field(
@@ -170,3 +206,37 @@ def env_secret(name: str) -> str | None:
     """
     secret = getattr(get_settings(), name)
     return secret.get_secret_value() if secret is not None else None
+
+
+def knob(setting: str) -> FieldInfo:
+    """A stage config field declared by the :class:`Settings` field ``setting``: the same default,
+    bounds and description, so each knob is written once and read from the environment once.
+
+    ``IngestConfig.top_n_images: int = knob("top_n_images")`` is what the Dagster UI shows and lets
+    a user override per run; :meth:`FromSettings.from_settings` fills it from the environment.
+    """
+    declared = Settings.model_fields[setting]
+    field = copy.copy(declared)
+    field.validation_alias = None
+    field.alias = None
+    if isinstance(declared.default, Path):  # Dagster config holds plain strings
+        field.default = str(declared.default)
+    field.json_schema_extra = {"setting": setting}
+    return field
+
+
+class FromSettings:
+    """Mixin for config resources whose fields are :func:`knob` s: build one from settings."""
+
+    @classmethod
+    def knobs(cls) -> dict[str, str]:
+        """Config field -> the Settings field that declares it."""
+        fields: dict[str, Any] = cls.model_fields  # type: ignore[attr-defined]
+        return {name: (f.json_schema_extra or {})["setting"] for name, f in fields.items()
+                if isinstance(f.json_schema_extra, dict) and "setting" in f.json_schema_extra}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any):
+        values = {name: getattr(settings, setting) for name, setting in cls.knobs().items()}
+        values = {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+        return cls(**{**values, **overrides})  # type: ignore[call-arg]

@@ -51,20 +51,13 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "warehouse": Warehouse.from_settings(settings),
         "blobs": BlobStore(root=str(settings.blob_root)),
         "sources": SourceFiles.from_settings(settings),
-        "ingest": IngestConfig(
-            top_n_images=settings.top_n_images,
-            image_workers=settings.image_workers,
-            decode_workers=settings.decode_workers,
-            pdq_max_distance=settings.pdq_max_distance,
-            pdq_min_quality=settings.pdq_min_quality,
-            max_failure_rate=settings.max_failure_rate,
-        ),
+        "ingest": IngestConfig.from_settings(settings),
         "io_manager": ParquetIOManager(base_dir=str(settings.parquet_root)),
         "models": ModelRegistry.from_settings(settings),
         "profile_api": ProfileApi.from_settings(settings),
         "llm": LlmClient.from_settings(settings),
         "text_embeddings": TextEmbeddings.from_settings(settings),
-        "vision": VisionConfig(),
+        "vision": VisionConfig.from_settings(settings),
         # Validates the taxonomy now: a refused or malformed taxonomy fails start-up, loudly.
         "tagging": TaggingConfig.from_settings(settings),
     }

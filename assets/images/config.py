@@ -1,23 +1,24 @@
-"""Pipeline knobs that assets and checks share, visible (and overridable) in the Dagster UI."""
+"""Knobs of the images stage, shared by its assets and checks, visible (and overridable) in the Dagster UI.
+
+Each field is declared once, in :class:`creatorlens.settings.Settings` (default, bounds,
+description, environment variable ``CREATORLENS_<NAME>``); :func:`knob` exposes it here.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
-from pydantic import Field
+
+from creatorlens.settings import FromSettings, knob
 
 
-class IngestConfig(dg.ConfigurableResource):
-    top_n_images: int = Field(default=10, ge=1, description="Images kept per creator, by likes + comments.")
-    image_workers: int | None = Field(default=None, ge=1, description="Fetch threads (default: CPUs x 2).")
-    decode_workers: int | None = Field(
-        default=None, ge=1, description="Decode + PDQ processes (default: CPUs; 1 = in-process threads)."
-    )
-    max_image_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
-    max_image_pixels: int = Field(default=60_000_000, ge=1, description="Decompression-bomb cap (w x h).")
-    http_timeout_s: float = Field(default=20.0, gt=0)
-    thumbnail_px: int = Field(default=400, ge=16)
-    pdq_max_distance: int = Field(default=31, ge=0, le=256, description="Near-duplicate Hamming threshold.")
-    pdq_min_quality: int = Field(default=50, ge=0, le=100, description="PDQ quality needed to compare.")
-    max_failure_rate: float = Field(
-        default=0.2, ge=0.0, le=1.0, description="Share of failed images above which promotion is blocked."
-    )
+class IngestConfig(FromSettings, dg.ConfigurableResource):
+    top_n_images: int = knob("top_n_images")
+    image_workers: int | None = knob("image_workers")
+    decode_workers: int | None = knob("decode_workers")
+    max_image_bytes: int = knob("max_image_bytes")
+    max_image_pixels: int = knob("max_image_pixels")
+    http_timeout_s: float = knob("http_timeout_s")
+    thumbnail_px: int = knob("thumbnail_px")
+    pdq_max_distance: int = knob("pdq_max_distance")
+    pdq_min_quality: int = knob("pdq_min_quality")
+    max_failure_rate: float = knob("max_failure_rate")

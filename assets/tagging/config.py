@@ -6,10 +6,9 @@ import threading
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
 
 from assets.tagging.search import SearchSettings
-from creatorlens.settings import Settings
+from creatorlens.settings import FromSettings, Settings, knob
 from assets.tagging.taxonomy import Taxonomy, load_taxonomy
 
 _cache_lock = threading.Lock()
@@ -27,35 +26,26 @@ def cached_taxonomy(path: str | Path) -> Taxonomy:
         return _taxonomies[key]
 
 
-class TaggingConfig(dg.ConfigurableResource):
-    taxonomy_path: str = Field(description="Tag taxonomy YAML.")
-    review_floor_ratio: float = Field(default=0.5, ge=0.0, le=1.0,
-                                      description="Scores from this fraction of a tag's threshold up to it are queued.")
-    labels_csv: str | None = Field(default=None, description="Labelled examples for calibration (image_key,tag,label).")
-    precision_floor: float | None = Field(default=None, ge=0.0, le=1.0,
-                                          description="Calibrate for this precision instead of the best F1.")
-    min_labels: int = Field(default=3, ge=1, description="Positives and negatives needed to calibrate a tag.")
-    hnsw_m: int = Field(default=16, ge=2, le=100)
-    hnsw_ef_construction: int = Field(default=128, ge=4, le=1000)
-    hnsw_ef_search: int = Field(default=40, ge=1, le=1000)
-    decode_max_side: int | None = Field(default=None, ge=32,
-                                        description="Longest side images are decoded to (default: 2x model input).")
-    decode_workers: int = Field(default=4, ge=1, description="Decode threads feeding the embedder.")
+class TaggingConfig(FromSettings, dg.ConfigurableResource):
+    """Each field is declared once, in :class:`creatorlens.settings.Settings`; :func:`knob` exposes it here."""
+
+    taxonomy_path: str = knob("taxonomy_path")
+    review_floor_ratio: float = knob("tag_review_floor")
+    labels_csv: str | None = knob("tag_labels_csv")
+    precision_floor: float | None = knob("tag_precision_floor")
+    min_labels: int = knob("tag_min_labels")
+    hnsw_m: int = knob("hnsw_m")
+    hnsw_ef_construction: int = knob("hnsw_ef_construction")
+    hnsw_ef_search: int = knob("hnsw_ef_search")
+    decode_max_side: int | None = knob("tag_decode_max_side")
+    decode_workers: int = knob("tag_decode_workers")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TaggingConfig:
+    def from_settings(cls, settings: Settings, **overrides: object) -> TaggingConfig:
         """Build from settings, validating the taxonomy now: a refused or broken one fails start-up."""
-        cached_taxonomy(settings.taxonomy_path)
-        return cls(
-            taxonomy_path=str(settings.taxonomy_path),
-            review_floor_ratio=settings.tag_review_floor,
-            labels_csv=str(settings.tag_labels_csv) if settings.tag_labels_csv else None,
-            precision_floor=settings.tag_precision_floor,
-            min_labels=settings.tag_min_labels,
-            hnsw_m=settings.hnsw_m,
-            hnsw_ef_construction=settings.hnsw_ef_construction,
-            hnsw_ef_search=settings.hnsw_ef_search,
-        )
+        config = super().from_settings(settings, **overrides)
+        cached_taxonomy(config.taxonomy_path)
+        return config
 
     def taxonomy(self) -> Taxonomy:
         return cached_taxonomy(self.taxonomy_path)
