@@ -1,4 +1,4 @@
-"""HTTP retry building blocks shared by the profile API, the paged fetcher and the LLM client.
+"""HTTP retry building blocks shared by the profile API, the paged fetcher, the LLM client and image fetching.
 
 Retries run on ``tenacity``; this module only adds what HTTP needs on top of it: a
 ``Retry-After`` parser, an exception that carries it, and a wait strategy that honours it
@@ -31,9 +31,8 @@ class RetryableHttpError(Exception):
         self.body = body
 
 
-def retry_after_seconds(response: httpx.Response, *, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date); ``None`` when absent/invalid."""
-    raw = response.headers.get("retry-after")
+def parse_retry_after(raw: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` value (delta-seconds or an HTTP date); ``None`` when absent/invalid."""
     if raw is None:
         return None
     raw = raw.strip()
@@ -45,9 +44,14 @@ def retry_after_seconds(response: httpx.Response, *, now: datetime | None = None
         when = email.utils.parsedate_to_datetime(raw)
     except (TypeError, ValueError):
         return None
-    if when.tzinfo is None:
+    if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always UTC
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def retry_after_seconds(response: httpx.Response, *, now: datetime | None = None) -> float | None:
+    """Seconds from a response's ``Retry-After`` header; ``None`` when absent/invalid."""
+    return parse_retry_after(response.headers.get("retry-after"), now=now)
 
 
 def raise_for_retryable(response: httpx.Response) -> None:

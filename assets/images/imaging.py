@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import random
 import time
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -22,7 +19,10 @@ import httpx
 import numpy as np
 import pdqhash
 from PIL import Image, ImageOps, UnidentifiedImageError
+import tenacity
 from pillow_heif import register_heif_opener
+
+from resources.http import retry_after_seconds, wait_retry_after
 
 register_heif_opener()
 
@@ -150,30 +150,13 @@ def fetch_bytes_retrying(
     backoff with full jitter, so many threads hitting one rate limit do not retry in lockstep.
     A timeout is not retried: it already cost ``limits.timeout_s``. The last error is raised.
     """
-    for attempt in range(1, attempts + 1):
-        try:
-            return fetch_bytes(uri, limits=limits, client=client)
-        except ImageError as exc:
-            if not exc.transient or attempt == attempts:
-                raise
-            wait = exc.retry_after if exc.retry_after is not None else random.uniform(0, backoff_s * 2 ** (attempt - 1))
-            time.sleep(min(wait, max_wait_s))
-    raise AssertionError("unreachable")  # the loop returns or raises
-
-
-def _retry_after_seconds(header: str | None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
-    if not header:
-        return None
-    if header.strip().isdigit():
-        return float(header.strip())
-    try:
-        when = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always UTC
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, ImageError) and exc.transient),
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=wait_retry_after(tenacity.wait_random_exponential(multiplier=backoff_s), max_wait=max_wait_s),
+        reraise=True,
+    )
+    return retrying(fetch_bytes, uri, limits=limits, client=client)
 
 
 def _read_local(path: Path, limits: ImageLimits) -> bytes:
@@ -231,7 +214,7 @@ def _read_response(
             "http_error",
             f"HTTP {response.status_code} for {uri}",
             status_code=response.status_code,
-            retry_after=_retry_after_seconds(response.headers.get("retry-after")),
+            retry_after=retry_after_seconds(response),
         )
     content_type = response.headers.get("content-type", "")
     if not _content_type_ok(content_type, limits):

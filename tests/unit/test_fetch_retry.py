@@ -14,7 +14,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from assets.images.imaging import ImageError, ImageLimits, _retry_after_seconds, fetch_bytes_retrying
+from assets.images.imaging import ImageError, ImageLimits, fetch_bytes_retrying
+from resources.http import parse_retry_after
 from tests.support.http import Route, serve_cdn
 
 LIMITS = ImageLimits(timeout_s=2)
@@ -69,8 +70,8 @@ def test_connection_refused_is_transient():
 
 
 def test_retry_after_header_forms():
-    assert _retry_after_seconds("7") == 7.0
-    assert _retry_after_seconds(None) is None and _retry_after_seconds("soon") is None
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    assert 25 < _retry_after_seconds(later) <= 30
-    assert _retry_after_seconds(format_datetime(datetime(2000, 1, 1, tzinfo=UTC), usegmt=True)) == 0.0
+    assert 25 < parse_retry_after(later) <= 30
+    assert parse_retry_after(format_datetime(datetime(2000, 1, 1, tzinfo=UTC), usegmt=True)) == 0.0
