@@ -13,6 +13,7 @@ COPY orchestration orchestration
 COPY assets assets
 COPY resources resources
 COPY gpu_ops gpu_ops
+COPY app app
 COPY sql sql
 COPY taxonomy taxonomy
 RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" -e . && mkdir -p "$DAGSTER_HOME"

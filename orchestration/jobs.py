@@ -14,7 +14,10 @@ ingest_batch_job = dg.define_asset_job(
     name=INGEST_JOB,
     selection=dg.AssetSelection.groups(*BATCH_GROUPS),
     partitions_def=creator_batches,
-    description="Sources → images → duplicates → blocking checks → one-transaction promotion, for one creator batch.",
+    description=(
+        "Every stage of one creator batch: sources → images and duplicates → vision, embeddings and tags, "
+        "profiles → blocking checks → one-transaction promotions into the warehouse."
+    ),
     tags={"creatorlens/area": "ingest"},
 )
 

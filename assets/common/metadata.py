@@ -23,7 +23,7 @@ GROUP_PROFILES = "profiles"
 # Unpartitioned assets (taxonomy, thresholds) live in other groups.
 BATCH_GROUPS = (GROUP_INGEST, GROUP_VISION, GROUP_TAGGING, GROUP_PROFILES, GROUP_WAREHOUSE)
 
-# Operations (issue 6). Steps that use the GPU declare ``pool=GPU_POOL``; dagster.yaml limits the
+# Steps that use the GPU declare ``pool=GPU_POOL``; dagster.yaml limits the
 # pool to one step at a time per GPU across all runs.
 GPU_POOL = "gpu"
 # Stage assets read ``context.partition_key``: a backfill must give every batch its own run.

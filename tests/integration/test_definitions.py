@@ -21,13 +21,13 @@ EXPECTED_ASSETS = {
     "images/creator_images": {"raw/posts"},
     "images/duplicates": {"images/creator_images"},
     "warehouse/promoted_batch": {"raw/profiles", "raw/posts", "images/creator_images", "images/duplicates"},
-    # profiles (issue 5)
+    # profiles
     "profiles/enriched": {"raw/profiles"},
     "profiles/llm": {"profiles/enriched", "raw/posts"},
     "profiles/embeddings": {"profiles/enriched", "profiles/llm"},
     "warehouse/promoted_profiles": {"profiles/enriched", "profiles/llm", "profiles/embeddings",
                                     "warehouse/promoted_batch"},
-    # --- vision stages (issue 3) ---
+    # vision
     "vision/persons": {"images/creator_images"},
     "vision/keypoints": {"vision/persons"},
     "vision/ocr": {"images/creator_images"},
@@ -38,7 +38,7 @@ EXPECTED_ASSETS = {
                          "vision/faces", "warehouse/promoted_batch"},
 }
 GPU_POOL = {"vision/persons", "vision/keypoints", "vision/ocr", "vision/faces", "images/embeddings", "images/tags"}
-# Tagging (issue 4). Unpartitioned: the taxonomy and the calibrated thresholds.
+# Tagging. Unpartitioned: the taxonomy and the calibrated thresholds.
 EXPECTED_ASSETS |= {
     "images/embeddings": {"images/creator_images"},
     "images/tags": {"images/embeddings", "tagging/taxonomy", "tagging/thresholds"},
@@ -51,7 +51,7 @@ EXPECTED_CHECKS = {
     ("raw/posts", "raw_posts_valid"),
     ("images/creator_images", "creator_images_quality"),
     ("images/duplicates", "image_duplicates_valid"),
-    # profiles (issue 5)
+    # profiles
     ("profiles/enriched", "enriched_profiles_valid"),
     ("profiles/llm", "llm_profiles_valid"),
     ("profiles/embeddings", "profile_embeddings_valid"),
