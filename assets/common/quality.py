@@ -6,6 +6,7 @@ checks running side by side in one process do not see each other's frames.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import logging
 import threading
@@ -58,6 +59,25 @@ class QualityReport:
                 f"{'' if o.unexpected_count is None else o.unexpected_count} | {', '.join(map(str, o.sample[:5]))} |"
             )
         return "\n".join(lines)
+
+
+class _Expectations:
+    """``great_expectations.expectations``, imported on first use: importing GX takes ~2 s, and
+    every process that loads the code location (webserver, daemon, each run worker) would pay it
+    even when it runs no check. ``gxe.ExpectColumnValuesToNotBeNull(...)`` reads as usual."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module("great_expectations.expectations"), name)
+
+
+gxe = _Expectations()
+
+
+def column(name: str) -> Any:
+    """A GX row condition on ``name`` (``column("status") == "ok"``), with GX imported on first use."""
+    from great_expectations.expectations.row_conditions import Column
+
+    return Column(name)
 
 
 def _get_context() -> Any:

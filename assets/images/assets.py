@@ -13,15 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-import great_expectations.expectations as gxe
-from great_expectations.expectations.row_conditions import Column
 import httpx
 import pandas as pd
 
 from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_INGEST, NETWORK_RETRY_POLICY, check_result, reason_counts, stopwatch, throughput_metadata
 from assets.images.imaging import ImageError, ImageLimits, ProcessedImage, fetch_bytes_retrying, process_image_bytes
 from assets.common.promotion import IMAGE_COLUMNS
-from assets.common.quality import validate_frame
+from assets.common.quality import validate_frame, column, gxe
 from gpu_ops.prefetch import prefetch_map
 from assets.common.partitions import creator_batches
 from resources.blobstore import BlobStore
@@ -195,15 +193,15 @@ def creator_images_quality(creator_images: pd.DataFrame, ingest: IngestConfig) -
     ]
     if (creator_images["status"] == "ok").any():
         expectations += [
-            gxe.ExpectColumnValuesToNotBeNull(column=c, row_condition=Column("status") == "ok")
+            gxe.ExpectColumnValuesToNotBeNull(column=c, row_condition=column("status") == "ok")
             for c in ("sha256", "pdq_hash", "pdq_quality")
         ]
         expectations.append(
-            gxe.ExpectColumnValueLengthsToEqual(column="pdq_hash", value=64, row_condition=Column("status") == "ok")
+            gxe.ExpectColumnValueLengthsToEqual(column="pdq_hash", value=64, row_condition=column("status") == "ok")
         )
     if (creator_images["status"] == "failed").any():
         expectations.append(
-            gxe.ExpectColumnValuesToNotBeNull(column="error_reason", row_condition=Column("status") == "failed")
+            gxe.ExpectColumnValuesToNotBeNull(column="error_reason", row_condition=column("status") == "failed")
         )
     failure_rate = float((creator_images["status"] == "failed").mean()) if len(creator_images) else 0.0
     return check_result(

@@ -13,7 +13,6 @@ from collections import Counter
 from typing import Any
 
 import dagster as dg
-import great_expectations.expectations as gxe
 import pandas as pd
 
 from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_PROFILES, check_result, preview_table, stopwatch, throughput_metadata
@@ -21,7 +20,7 @@ from assets.profiles.filling import coverage, fill_creator
 from resources.profile_api import FetchStatus
 from creatorlens.fields import BIO_LIMIT
 from assets.common.promotion import CREATOR_COLUMNS
-from assets.common.quality import validate_frame
+from assets.common.quality import validate_frame, gxe
 from creatorlens.fields import USERNAME_PATTERN
 from assets.common.partitions import creator_batches
 from resources.profile_api import ProfileApi, ProfileResult

@@ -16,17 +16,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
-from great_expectations.expectations.row_conditions import Column
 from pydantic import Field
 
 from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_PROFILES, check_result, preview_table, reason_counts, stopwatch, throughput_metadata
 from creatorlens.fields import is_empty
 from assets.profiles.prompt import PROMPT_VERSION, CreatorProfile, build_messages, input_hash
 from assets.profiles.store import profile_state
-from assets.common.quality import validate_frame
+from assets.common.quality import validate_frame, column, gxe
 from gpu_ops.prefetch import prefetch_map
 from gpu_ops.text_embed import DIM
 from assets.common.partitions import creator_batches
@@ -138,10 +136,10 @@ def llm_profiles_valid(llm_profiles: pd.DataFrame) -> dg.AssetCheckResult:
         gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed"]),
     ]
     if (llm_profiles["status"] == "ok").any():
-        expectations += [gxe.ExpectColumnValuesToNotBeNull(column=c, row_condition=Column("status") == "ok")
+        expectations += [gxe.ExpectColumnValuesToNotBeNull(column=c, row_condition=column("status") == "ok")
                          for c in ("persona", "profile", "input_hash")]
     if (llm_profiles["status"] == "failed").any():
-        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column="error", row_condition=Column("status") == "failed"))
+        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column="error", row_condition=column("status") == "failed"))
     return check_result(validate_frame(llm_profiles, expectations, name="llm_profiles"))
 
 

@@ -10,14 +10,13 @@ listed, not dropped silently.
 import dataclasses
 
 import dagster as dg
-import great_expectations.expectations as gxe
 import pandas as pd
 
 from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_INGEST, check_result, preview_table, reason_counts, stopwatch, throughput_metadata
 from assets.sources.batching import batch_members
 from assets.sources.parsing import SourceSnapshot, load_sources, read_stored_responses
 from assets.common.promotion import CREATOR_COLUMNS, POST_COLUMNS
-from assets.common.quality import validate_frame
+from assets.common.quality import validate_frame, gxe
 from creatorlens.fields import USERNAME_PATTERN
 from assets.common.partitions import creator_batches
 from resources.sources import SourceFiles

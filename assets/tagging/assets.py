@@ -15,14 +15,12 @@ pull command); the tag assets and the promotion then skip too. Nothing is faked.
 
 
 import dagster as dg
-import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
-from great_expectations.expectations.row_conditions import Column
 
 from assets.common.metadata import BATCH_BACKFILL_POLICY, GPU_POOL, GROUP_TAGGING, GROUP_WAREHOUSE, check_result, preview_table, reason_counts, stopwatch, throughput_metadata
 from assets.tagging.calibration import calibrate, png_markdown, pr_curve_png, read_labels_csv, report_markdown, results_frame
-from assets.common.quality import validate_frame
+from assets.common.quality import column, gxe, validate_frame
 from assets.tagging.store import promote_tags, upsert_taxonomy
 from assets.tagging.scoring import CREATOR_TAG_COLUMNS, EMBEDDING_COLUMNS, TAG_COLUMNS, creator_tag_rows, empty_frame, tag_images
 from assets.tagging.thresholds import calibrated_thresholds, labelled_scores, write_thresholds
@@ -306,7 +304,7 @@ def image_embeddings_valid(image_embeddings: pd.DataFrame, models: ModelRegistry
         norm=[float(np.linalg.norm(v)) if v is not None else None for v in image_embeddings["embedding"]],
         length=[len(v) if v is not None else None for v in image_embeddings["embedding"]],
     )
-    ok = Column("status") == "ok"
+    ok = column("status") == "ok"
     expectations = [
         gxe.ExpectColumnValuesToBeUnique(column="image_key"),
         gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed"]),
@@ -320,7 +318,7 @@ def image_embeddings_valid(image_embeddings: pd.DataFrame, models: ModelRegistry
         ]
     if (frame["status"] == "failed").any():
         expectations.append(gxe.ExpectColumnValuesToNotBeNull(column="error_reason",
-                                                              row_condition=Column("status") == "failed"))
+                                                              row_condition=column("status") == "failed"))
     return check_result(validate_frame(frame, expectations, name="image_embeddings"),
                         extra={"declared_dim": declared, "model_version": embedder.version})
 
@@ -333,7 +331,7 @@ def image_tags_valid(image_tags: pd.DataFrame, tagging: TaggingConfig) -> dg.Ass
     if image_tags.empty:
         return _skipped_check("no tags in this batch")
     taxonomy = tagging.taxonomy()
-    assigned = Column("assigned") == True  # noqa: E712 - a GX condition, not a Python comparison
+    assigned = column("assigned") == True  # noqa: E712 - a GX condition, not a Python comparison
     frame = image_tags.assign(exclusive_assigned=image_tags["assigned"].astype(bool)
                               & image_tags["exclusive"].astype(bool),
                               queued=image_tags["review_reason"].notna())
@@ -352,10 +350,10 @@ def image_tags_valid(image_tags: pd.DataFrame, tagging: TaggingConfig) -> dg.Ass
     if frame["queued"].any():
         expectations.append(gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="confidence", column_B="review_floor", or_equal=True,
-            row_condition=Column("queued") == True))  # noqa: E712
+            row_condition=column("queued") == True))  # noqa: E712
     if frame["exclusive_assigned"].any():
         expectations.append(gxe.ExpectCompoundColumnsToBeUnique(
-            column_list=["image_key", "category"], row_condition=Column("exclusive_assigned") == True))  # noqa: E712
+            column_list=["image_key", "category"], row_condition=column("exclusive_assigned") == True))  # noqa: E712
     return check_result(validate_frame(frame, expectations, name="image_tags"),
                         extra={"taxonomy_version": taxonomy.version})
 
