@@ -1,4 +1,10 @@
-"""Device choice for model backends: an ordered preference (CUDA → CPU) that a setting can force.
+"""Device choice for model backends: an ordered preference (CUDA → MPS → CPU) that the caller can force.
+
+The choice is an argument, never read from the environment: the caller passes what its
+settings say (``Settings.device``, ``Settings.text_embed_device``). ``auto`` (or None) takes the
+first kind of the preference that this machine has; a named device (``cpu``, ``cuda``, ``cuda:N``,
+``mps``) is forced, and forcing one the machine lacks raises :class:`DeviceUnavailable` instead
+of silently running elsewhere.
 
 ``Device`` carries what backends need to place work: the torch device string, whether to run in
 fp16 (CUDA only), and the ONNX Runtime execution providers in preference order.
@@ -7,21 +13,21 @@ fp16 (CUDA only), and the ONNX Runtime execution providers in preference order.
 from __future__ import annotations
 
 import functools
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-DEFAULT_PREFERENCE = ("cuda", "cpu")
-ENV_FORCE = "CREATORLENS_DEVICE"
+DEFAULT_PREFERENCE = ("cuda", "mps", "cpu")
+KINDS = frozenset(DEFAULT_PREFERENCE)
 
 
 @dataclass(frozen=True)
 class Device:
-    kind: str  # "cuda" | "cpu"
+    kind: str  # "cuda" | "mps" | "cpu"
     index: int = 0
 
     @property
     def torch(self) -> str:
-        return f"cuda:{self.index}" if self.kind == "cuda" else "cpu"
+        return f"cuda:{self.index}" if self.kind == "cuda" else self.kind
 
     @property
     def fp16(self) -> bool:
@@ -35,6 +41,7 @@ class Device:
 
     @property
     def onnx_providers(self) -> list[str]:
+        """ONNX Runtime providers: CUDA first on a CUDA device when onnxruntime has it, else the CPU."""
         available = _onnx_providers()
         wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.kind == "cuda" else ["CPUExecutionProvider"]
         return [p for p in wanted if p in available] or ["CPUExecutionProvider"]
@@ -61,27 +68,54 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-class DeviceUnavailable(RuntimeError):
-    pass
+def cuda_device_count() -> int:
+    import torch
+
+    return int(torch.cuda.device_count()) if cuda_available() else 0
 
 
-def choose_device(force: str | None = None, preference: tuple[str, ...] = DEFAULT_PREFERENCE) -> Device:
-    """First available device in ``preference``; ``force`` (or ``$CREATORLENS_DEVICE``) pins one.
+def mps_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return False
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
 
-    ``force`` accepts ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. Forcing CUDA on a machine without
-    it raises :class:`DeviceUnavailable` instead of silently running on the CPU.
+
+def available_kinds() -> tuple[str, ...]:
+    """The device kinds this machine has, best first (the CPU always)."""
+    return (*(("cuda",) if cuda_available() else ()), *(("mps",) if mps_available() else ()), "cpu")
+
+
+class DeviceUnavailable(ValueError):
+    """The device asked for does not exist on this machine."""
+
+
+def choose_device(device: str | Device | None = None, preference: Sequence[str] = DEFAULT_PREFERENCE) -> Device:
+    """The device to run on: ``device`` if it names one (forced), else the first available of ``preference``.
+
+    ``device`` is a :class:`Device` (used as given), ``None``/``auto`` (choose), or ``cpu``,
+    ``cuda``, ``cuda:N``, ``mps`` (forced: :class:`DeviceUnavailable` if this machine lacks it).
     """
-    force = (force or os.environ.get(ENV_FORCE) or "auto").strip().lower()
-    if force != "auto":
-        kind, _, index = force.partition(":")
-        if kind not in ("cpu", "cuda"):
-            raise ValueError(f"unknown device {force!r}: use auto, cpu, cuda or cuda:N")
-        if kind == "cuda" and not cuda_available():
-            raise DeviceUnavailable(f"device {force!r} was forced but CUDA is not available on this machine")
-        return Device(kind, int(index or 0))
-    for kind in preference:
-        if kind == "cuda" and cuda_available():
-            return Device("cuda", 0)
-        if kind == "cpu":
-            return Device("cpu")
-    raise DeviceUnavailable(f"none of {preference} is available")
+    if isinstance(device, Device):
+        return device
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        have = available_kinds()
+        for kind in preference:
+            if kind not in KINDS:
+                raise ValueError(f"unknown device kind {kind!r} in the preference {tuple(preference)}")
+            if kind in have:
+                return Device(kind)
+        raise DeviceUnavailable(f"none of {tuple(preference)} is available here (have {list(have)})")
+    kind, _, index = name.partition(":")
+    if kind not in KINDS or (index and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and int(index or 0) >= cuda_device_count():
+        have = cuda_device_count()
+        raise DeviceUnavailable(f"device {name!r} was forced but is not available on this machine "
+                                f"({have} CUDA device{'s' if have != 1 else ''})")
+    if kind == "mps" and not mps_available():
+        raise DeviceUnavailable(f"device {name!r} was forced but is not available on this machine (no MPS)")
+    return Device(kind, int(index or 0))

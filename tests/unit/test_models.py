@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from resources.model_pull import PullError, pull
 from gpu_ops.compat import ensure_torchvision, nms_reference
-from gpu_ops.device import DeviceUnavailable, choose_device, cuda_available
+from gpu_ops.device import Device, DeviceUnavailable, choose_device, cuda_available
 from gpu_ops.registry import (
     ModelSpec,
     WeightFile,
@@ -83,6 +83,18 @@ def test_device_choice_and_forcing() -> None:
         assert choose_device("auto").kind == "cpu"
         with pytest.raises(DeviceUnavailable, match="forced"):
             choose_device("cuda")
+
+
+def test_the_device_is_an_argument_never_read_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("CREATORLENS_DEVICE", "cuda:7")  # ignored: the caller passes Settings.device
+    assert choose_device().kind == choose_device("auto").kind == ("cuda" if cuda_available() else choose_device().kind)
+    assert choose_device(preference=("cpu",)) == Device("cpu")
+    assert choose_device(Device("cpu", 0)) == Device("cpu")  # a Device is used as given
+    assert choose_device(" CPU ").torch == "cpu"
+    with pytest.raises(ValueError, match="unknown device"):
+        choose_device("cpu:1")
+    with pytest.raises(DeviceUnavailable, match="forced"):
+        choose_device("cuda:99")
 
 
 def test_missing_weights_fall_back_to_a_bundled_cpu_backend(tmp_path: Path) -> None:
