@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from gpu_ops.device import Device
-from gpu_ops.registry import ModelSpec, sha256_file
+from gpu_ops.spec import ModelSpec, sha256_file
 
 Out = TypeVar("Out")
 

@@ -28,7 +28,7 @@ import numpy as np
 from gpu_ops.base import ModelBackend
 from gpu_ops.compat import ensure_torchvision
 from gpu_ops.prefetch import batched
-from gpu_ops.registry import MANIFEST, read_manifest
+from gpu_ops.spec import MANIFEST, read_manifest
 from gpu_ops.zeroshot import l2_normalise
 
 DEFAULT_BATCH_SIZE = 32

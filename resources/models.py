@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from pathlib import Path
@@ -20,11 +19,6 @@ log = logging.getLogger(__name__)
 
 _loaded: dict[tuple, ModelBackend] = {}
 _loaded_lock = threading.Lock()
-
-
-def import_loader(path: str) -> type[ModelBackend]:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 class ModelRegistry(dg.ConfigurableResource):
@@ -77,7 +71,7 @@ class ModelRegistry(dg.ConfigurableResource):
         with _loaded_lock:
             backend = _loaded.get(key)
             if backend is None:
-                backend = import_loader(spec.loader)(spec, weights, device, options)
+                backend = spec.backend_cls(spec, weights, device, options)
                 _loaded[key] = backend
         log.info("model %s: %s on %s", family, spec.version, device)
         return backend.load()

@@ -29,7 +29,7 @@ from gpu_ops.loader import decode_rgb, image_batches
 from gpu_ops.registry import WeightsMissing, pull_command
 from assets.common.partitions import creator_batches
 from resources.blobstore import BlobStore
-from resources.models import ModelRegistry, import_loader
+from resources.models import ModelRegistry
 from assets.tagging.config import TaggingConfig
 from resources.warehouse import Warehouse
 from assets.common.keys import CREATOR_IMAGES, CREATOR_TAGS, IMAGE_EMBEDDINGS, IMAGE_TAGS, PROMOTED_BATCH, PROMOTED_TAGS, TAG_TAXONOMY, TAG_THRESHOLDS
@@ -46,7 +46,7 @@ def _skipped_metadata(reason: str, **extra: object) -> dict[str, object]:
 def _unloaded_embedder(models: ModelRegistry) -> ImageEmbedder:
     """The configured embedder, not loaded: identity and declared dimension without touching weights."""
     spec = models.spec(FAMILY)
-    return import_loader(spec.loader)(spec, models.weights_path(spec), models.device_choice())
+    return spec.backend_cls(spec, models.weights_path(spec), models.device_choice())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -16,7 +18,9 @@ from click.testing import CliRunner
 
 from resources.model_pull import PullError, pull
 from gpu_ops.compat import ensure_torchvision, nms_reference
+from gpu_ops.detection import YoloPersonDetector
 from gpu_ops.device import Device, DeviceUnavailable, choose_device, cuda_available
+from gpu_ops.faces import ArcFaceEmbedder
 from gpu_ops.registry import (
     ModelSpec,
     WeightFile,
@@ -28,6 +32,8 @@ from gpu_ops.registry import (
     weights_dir,
 )
 from tests.support.http import Route, serve_cdn
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _brute_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float) -> list[int]:
@@ -97,6 +103,18 @@ def test_the_device_is_an_argument_never_read_from_the_environment(monkeypatch) 
         choose_device("cuda:99")
 
 
+def test_the_catalog_names_backend_classes_and_importing_it_imports_no_model_library() -> None:
+    from gpu_ops.registry import CATALOG
+
+    assert all(isinstance(s.backend_cls, type) for specs in CATALOG.values() for s in specs)
+    heavy = ("torch", "torchvision", "transformers", "sentence_transformers", "open_clip", "ultralytics",
+             "mediapipe", "onnxruntime", "cv2", "rapidocr_onnxruntime", "dagster", "sqlalchemy", "httpx")
+    code = (f"import sys, gpu_ops.registry, gpu_ops.cache; "
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # each library is imported by its backend's load()
+
+
 def test_missing_weights_fall_back_to_a_bundled_cpu_backend(tmp_path: Path) -> None:
     assert resolve("person_detector", tmp_path).backend == "mediapipe"
     with pytest.raises(WeightsMissing) as err:
@@ -121,7 +139,7 @@ def test_pull_downloads_verifies_and_makes_the_backend_resolvable(tmp_path: Path
     with serve_cdn() as cdn:
         cdn.routes["/yolov8s.pt"] = Route(200, weights, "application/octet-stream")
         spec = ModelSpec(
-            "person_detector", "yolo", "gpu_ops.detection:YoloPersonDetector", "yolov8s", "8.3.0",
+            "person_detector", "yolo", YoloPersonDetector, "yolov8s", "8.3.0",
             files=(WeightFile("yolov8s.pt", cdn.url("yolov8s.pt"), hashlib.sha256(weights).hexdigest()),),
         )
         first = pull(spec, tmp_path)
@@ -148,19 +166,19 @@ def test_pull_extracts_an_archive_member_and_refuses_a_wrong_digest(tmp_path: Pa
     payload = b"onnx-bytes" * 100
     with serve_cdn() as cdn:
         cdn.routes["/buffalo_l.zip"] = Route(200, _zip_with("w600k_r50.onnx", payload), "application/zip")
-        good = ModelSpec("face_embedder", "arcface", "x:Y", "insightface-buffalo_l-w600k_r50",
+        good = ModelSpec("face_embedder", "arcface", ArcFaceEmbedder, "insightface-buffalo_l-w600k_r50",
                          files=(WeightFile("w600k_r50.onnx", cdn.url("buffalo_l.zip"), member="w600k_r50.onnx"),))
         result = pull(good, tmp_path / "a")
         assert result.files["w600k_r50.onnx"]["sha256"] == hashlib.sha256(payload).hexdigest()
         assert (weights_dir(tmp_path / "a", good) / "w600k_r50.onnx").read_bytes() == payload
         assert not (weights_dir(tmp_path / "a", good) / "other.onnx").exists()
 
-        pinned = ModelSpec("face_embedder", "arcface", "x:Y", "insightface-buffalo_l-w600k_r50",
+        pinned = ModelSpec("face_embedder", "arcface", ArcFaceEmbedder, "insightface-buffalo_l-w600k_r50",
                            files=(WeightFile("w600k_r50.onnx", cdn.url("buffalo_l.zip"), "0" * 64, "w600k_r50.onnx"),))
         with pytest.raises(PullError, match="does not match the pinned"):
             pull(pinned, tmp_path / "b")
         assert read_manifest(weights_dir(tmp_path / "b", pinned)) == {}  # never looks complete
-        missing = ModelSpec("face_embedder", "arcface", "x:Y", "m", files=(WeightFile("w.onnx", cdn.url("nope.zip")),))
+        missing = ModelSpec("face_embedder", "arcface", ArcFaceEmbedder, "m", files=(WeightFile("w.onnx", cdn.url("nope.zip")),))
         with pytest.raises(PullError, match="HTTP 404"):
             pull(missing, tmp_path / "c")
 
