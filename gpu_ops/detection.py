@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,10 +117,7 @@ class YoloPersonDetector(ModelBackend[list[PersonBox]]):
         self.imgsz = int(self.options.get("imgsz", 640))
         self.max_det = int(self.options.get("max_det", 50))
 
-    def predict(self, batch: Sequence[np.ndarray]) -> list[list[PersonBox]]:
-        if not batch:
-            return []
-        self.load()
+    def _predict(self, batch: list[np.ndarray]) -> list[list[PersonBox]]:
         # ultralytics reads numpy arrays as BGR (OpenCV order).
         bgr = [np.ascontiguousarray(img[:, :, ::-1]) for img in batch]
         results = self.model.predict(
@@ -178,8 +174,7 @@ class MediaPipePersonDetector(ModelBackend[list[PersonBox]]):
         box = PersonBox(x1 - mx, y1 - 2 * my, x2 + mx, y2 + my, float(seen[:, 2].mean()))
         return [box.clipped(w, h)]
 
-    def predict(self, batch: Sequence[np.ndarray]) -> list[list[PersonBox]]:
-        self.load()
+    def _predict(self, batch: list[np.ndarray]) -> list[list[PersonBox]]:
         return [self._detect(img) for img in batch]  # the legacy graph takes one image at a time
 
 
@@ -215,6 +210,5 @@ class HogPersonDetector(ModelBackend[list[PersonBox]]):
             boxes.append(PersonBox(x, y, x + bw, y + bh, float(scores[i])).clipped(w, h))
         return sorted(boxes, key=lambda b: -b.score)
 
-    def predict(self, batch: Sequence[np.ndarray]) -> list[list[PersonBox]]:
-        self.load()
+    def _predict(self, batch: list[np.ndarray]) -> list[list[PersonBox]]:
         return [self._detect(img) for img in batch]

@@ -119,7 +119,7 @@ class ImageEmbedder(ModelBackend[np.ndarray]):
         out = [self._encode_texts(list(chunk)) for chunk in batched(list(texts), self._batch_size(batch_size))]
         return l2_normalise(np.concatenate(out))
 
-    def predict(self, batch: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def _predict(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         return list(self.embed_images(batch))
 
     def _check_dims(self, image_dim: int, text_dim: int) -> None:

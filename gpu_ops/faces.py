@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,8 +67,7 @@ class MediaPipeFaceDetector(ModelBackend[list[FaceBox]]):
             faces.append(FaceBox(float(x1), float(y1), float(x2), float(y2), score, kps))
         return sorted(faces, key=lambda f: -f.score)
 
-    def predict(self, batch: Sequence[np.ndarray]) -> list[list[FaceBox]]:
-        self.load()
+    def _predict(self, batch: list[np.ndarray]) -> list[list[FaceBox]]:
         return [self._one(img) for img in batch]  # the legacy graph takes one image at a time
 
 
@@ -118,10 +116,7 @@ class ArcFaceEmbedder(ModelBackend[np.ndarray]):
     def _run(self, blob: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run(None, {self.input_name: blob})[0], dtype=np.float32)
 
-    def predict(self, batch: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if not batch:
-            return []
-        self.load()
+    def _predict(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         blob = np.stack([np.asarray(f, dtype=np.float32) for f in batch]).transpose(0, 3, 1, 2)
         blob = np.ascontiguousarray((blob - 127.5) / 127.5, dtype=np.float32)
         if self.fixed_batch:

@@ -11,7 +11,6 @@ for the same rendered-caption recall in our tests).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +57,5 @@ class RapidOcr(ModelBackend[list[TextLine]]):
             lines.append(TextLine(text, float(np.clip(score, 0.0, 1.0)), tuple(float(v) for v in pts.ravel())))
         return lines
 
-    def predict(self, batch: Sequence[np.ndarray]) -> list[list[TextLine]]:
-        self.load()
+    def _predict(self, batch: list[np.ndarray]) -> list[list[TextLine]]:
         return [self._one(img) for img in batch]  # RapidOCR batches recognition within an image only

