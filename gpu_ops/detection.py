@@ -6,7 +6,10 @@ Every backend answers ``predict(images)`` (RGB ``uint8`` arrays) with one list o
 - :class:`YoloPersonDetector` — ultralytics YOLOv8 (COCO class ``person``), batched, fp16 on CUDA.
   ``weights`` is the cache folder (holding ``yolov8s.pt``) or one model file: a ``.pt`` checkpoint,
   a ``.yaml`` model config (random weights: tests, benchmarks) or an exported ``.onnx`` model,
-  which ultralytics then runs on ONNX Runtime.
+  which ultralytics then runs on ONNX Runtime. Loading sets nothing in ``os.environ``: ultralytics
+  reads its own ``YOLO_*`` variables at import, from whatever environment the operator gave the
+  process; the backend turns ultralytics' usage analytics off through its ``SETTINGS`` object and
+  passes everything else (device, fp16, verbosity) as arguments.
 - :class:`MediaPipePersonDetector` — the person detector bundled in MediaPipe Pose (CPU, offline).
   It finds one person per image (the legacy solution is single-person); the box is the extent of
   the landmarks it sees, widened by a margin. This is the CPU default: Instagram photos are mostly
@@ -18,20 +21,15 @@ Every backend answers ``predict(images)`` (RGB ``uint8`` arrays) with one list o
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gpu_ops.base import ModelBackend
+from gpu_ops.compat import ensure_torchvision
 
 log = logging.getLogger(__name__)
-
-# Where ultralytics keeps its settings.json unless YOLO_CONFIG_DIR (or the model cache) says
-# otherwise: inside the project's state folder, never the user's home.
-DEFAULT_YOLO_CONFIG_DIR = Path(__file__).resolve().parent.parent / ".creatorlens" / "ultralytics"
-
 
 @dataclass(frozen=True)
 class Box:
@@ -62,22 +60,6 @@ class PersonBox(Box):
         )
 
 
-def prepare_ultralytics(config_dir: Path | None = None) -> None:
-    """Offline, quiet ultralytics with a project-local config dir; must run before its first import.
-
-    Values already in the environment win (``setdefault``), so an operator can still override them.
-    """
-    config = Path(os.environ.get("YOLO_CONFIG_DIR") or config_dir or DEFAULT_YOLO_CONFIG_DIR)
-    config.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(config))
-    os.environ.setdefault("YOLO_OFFLINE", "1")  # never phone home (hub, GitHub asset checks)
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install at run time
-    os.environ.setdefault("YOLO_VERBOSE", "false")
-    from gpu_ops.compat import ensure_torchvision
-
-    ensure_torchvision()
-
-
 class YoloPersonDetector(ModelBackend[list[PersonBox]]):
     """ultralytics YOLO, class ``person`` only. Options: conf, iou, imgsz, max_det, person_class."""
 
@@ -98,17 +80,23 @@ class YoloPersonDetector(ModelBackend[list[PersonBox]]):
 
     def _load(self) -> None:
         path = self._model_path()
-        # ultralytics' settings live beside the pulled weights (the model cache), else in the project.
-        beside_weights = path.parent / "ultralytics" if Path(self.weights).is_dir() else None
-        prepare_ultralytics(self.options.get("config_dir") or beside_weights)
-        from ultralytics import YOLO
-
         if not path.exists() and path.suffix != ".yaml":  # ultralytics resolves its bundled configs by name
             raise FileNotFoundError(f"YOLO weights {path} do not exist")
+        ensure_torchvision()  # ultralytics imports torchvision
+        from ultralytics import YOLO
+        from ultralytics.utils import SETTINGS
+
+        if SETTINGS.get("sync"):  # no usage analytics from predict(); ultralytics' own documented switch
+            SETTINGS.update(sync=False)
         self.format = path.suffix.lstrip(".").lower()
         self.model = YOLO(str(path), task="detect")
+        self.run_device = self.device.torch
         if self.format in ("pt", "yaml"):
             self.model.to(self.device.torch)
+        elif self.device.kind == "cuda" and "CUDAExecutionProvider" not in self.device.onnx_providers:
+            # An exported model runs on ONNX Runtime. Asked for CUDA without onnxruntime's CUDA
+            # provider, ultralytics would try to pip-install onnxruntime-gpu: run it on the CPU.
+            self.run_device = "cpu"
         names = self.model.names or {}
         by_name = {str(v).lower(): int(k) for k, v in names.items()}
         self.person_class = int(self.options.get("person_class", by_name.get("person", 0)))
@@ -127,8 +115,8 @@ class YoloPersonDetector(ModelBackend[list[PersonBox]]):
             imgsz=self.imgsz,
             max_det=self.max_det,
             classes=[self.person_class],
-            device=self.device.torch,
-            half=self.device.fp16,
+            device=self.run_device,
+            half=self.device.fp16 and self.run_device != "cpu",
             verbose=False,
         )
         out: list[list[PersonBox]] = []

@@ -43,10 +43,14 @@ def tiny_arcface_onnx(path: Path, *, batch: int | str = 1, seed: int = 0) -> Pat
 
 
 def random_yolo_checkpoint(directory: Path, config: str = "yolov8n.yaml") -> Path:
-    """A random-weight YOLOv8 built offline from its config, saved as a ``.pt`` checkpoint in ``directory``."""
-    from gpu_ops.detection import prepare_ultralytics
+    """A random-weight YOLOv8 built offline from its config, saved as a ``.pt`` checkpoint in ``directory``.
 
-    prepare_ultralytics()  # offline and quiet before the first import (values already in the env win)
+    ultralytics reads ``YOLO_CONFIG_DIR``/``YOLO_OFFLINE`` at its first import: a caller that wants
+    them sets them (``monkeypatch.setenv``) before calling this.
+    """
+    from gpu_ops.compat import ensure_torchvision
+
+    ensure_torchvision()  # ultralytics imports torchvision
     from ultralytics import YOLO
 
     model = YOLO(config)

@@ -154,6 +154,21 @@ def test_backend_contract_cheap_constructor_lazy_idempotent_load_and_one_result_
         Short(SPEC, None, CPU).predict([1, 2, 3])
 
 
+def test_gpu_ops_reads_no_environment() -> None:
+    """Settings (creatorlens.settings) read the environment once; the model code only takes arguments."""
+    import ast
+
+    env = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+    readers = []
+    for path in sorted((ROOT / "gpu_ops").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr in env and isinstance(node.value, ast.Name)
+                    and node.value.id == "os") or (isinstance(node, ast.ImportFrom) and node.module == "os"
+                                                   and env & {a.name for a in node.names}):
+                readers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert readers == []
+
+
 def test_missing_weights_fall_back_to_a_bundled_cpu_backend(tmp_path: Path) -> None:
     assert resolve("person_detector", tmp_path).backend == "mediapipe"
     with pytest.raises(WeightsMissing) as err:

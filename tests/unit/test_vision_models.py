@@ -6,6 +6,7 @@ Each model is loaded once per module: they load slowly on shared cores.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from skimage import data
 
+from gpu_ops.compat import ensure_torchvision
 from gpu_ops.device import choose_device
 from gpu_ops.detection import HogPersonDetector, MediaPipePersonDetector, PersonBox, YoloPersonDetector
 from gpu_ops.faces import ARCFACE_TEMPLATE, ArcFaceEmbedder, FaceBox, MediaPipeFaceDetector, align_face
@@ -43,7 +45,8 @@ def coffee() -> np.ndarray:
 
 @pytest.fixture(scope="module", autouse=True)
 def offline_ultralytics(tmp_path_factory) -> Iterator[None]:
-    """ultralytics' environment for this module (set before the backend would set its defaults), restored after."""
+    """ultralytics' environment for this module, restored after: the test's choice, set before ultralytics'
+    first import reads it (the backend itself sets nothing in the environment)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics")))
         mp.setenv("YOLO_OFFLINE", "1")
@@ -225,3 +228,31 @@ def test_registry_prefers_pulled_yolo_weights_and_loads_them_from_the_cache(yolo
     assert detector.version == "yolov8s@8.3.0"  # a verified pull carries the catalog version
     assert registry.load("person_detector", conf=1e-6, max_det=3, imgsz=320) is detector  # loaded once
     _assert_boxes_contract(detector.predict([astronaut]), [astronaut])
+
+
+def test_loading_and_running_every_backend_leaves_the_environment_as_it_was(yolo_files, tmp_path, astronaut,
+                                                                              monkeypatch) -> None:
+    """What the libraries set in os.environ on their own import happens first; our load and predict add nothing."""
+    ensure_torchvision()
+    import cv2  # noqa: F401
+    import mediapipe  # noqa: F401
+    import rapidocr_onnxruntime  # noqa: F401
+    import ultralytics  # noqa: F401
+
+    for var in ("YOLO_CONFIG_DIR", "YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_VERBOSE"):  # read at import, done
+        monkeypatch.delenv(var, raising=False)
+    face = tiny_arcface_onnx(tmp_path / "w600k_r50.onnx", batch="N")
+    everything = dict(os.environ)
+    runs = [
+        (MediaPipePose, "pose", None, None, {}), (MediaPipePersonDetector, "person_detector", "mediapipe", None, {}),
+        (HogPersonDetector, "person_detector", "hog", None, {}), (SelfieSegmenter, "segmentation", None, None, {}),
+        (MediaPipeFaceDetector, "face_detector", None, None, {}), (RapidOcr, "ocr", None, None, {}),
+        (YoloPersonDetector, "person_detector", "yolo", yolo_files["pt"], {"imgsz": 320}),
+    ]
+    for cls, family, backend, weights, options in runs:
+        assert len(_backend(cls, family, backend, weights, **options).predict([astronaut])) == 1
+    assert len(_backend(ArcFaceEmbedder, "face_embedder", weights=face).predict([astronaut[:112, :112]])) == 1
+    assert dict(os.environ) == everything
+    from ultralytics.utils import SETTINGS
+
+    assert SETTINGS["sync"] is False  # analytics off through ultralytics' own settings, not YOLO_* variables
