@@ -45,9 +45,10 @@ validate: install
 	$(BIN)/creatorlens init >/dev/null
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
+# Starts the warehouse and `dagster dev`; one Ctrl-C stops both (orchestration/cli/ui.py).
 ui: install
 	$(BIN)/creatorlens init
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/creatorlens ui
 
 bench: install
 	$(BIN)/python bench/promotion.py

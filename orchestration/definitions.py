@@ -22,7 +22,12 @@ from orchestration.jobs import calibrate_tags_job, ingest_batch_job
 from orchestration.locations import for_location
 from orchestration.observability import LOGGERS
 from orchestration.schedules import monthly_reprocess
-from orchestration.sensors import batch_failure_sensor, build_new_creator_sensor, flagged_images_sensor
+from orchestration.sensors import (
+    batch_failure_sensor,
+    build_new_creator_sensor,
+    dead_run_sensor,
+    flagged_images_sensor,
+)
 from resources.blobstore import BlobStore
 from resources.io_managers import ParquetIOManager
 from resources.llm import LlmClient
@@ -70,7 +75,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             asset_checks=ASSET_CHECKS,
             jobs=JOBS,
             resources=build_resources(settings),
-            sensors=[build_new_creator_sensor(settings.batch_size), flagged_images_sensor, batch_failure_sensor],
+            sensors=[build_new_creator_sensor(settings.batch_size), flagged_images_sensor, batch_failure_sensor,
+                     dead_run_sensor],
             schedules=[monthly_reprocess],
             loggers=LOGGERS,
         ),

@@ -6,14 +6,12 @@ import dagster as dg
 
 from assets.common.metadata import BATCH_GROUPS
 from assets.tagging.assets import GROUP_TAXONOMY
-from assets.common.partitions import creator_batches
 
 INGEST_JOB = "ingest_batch"
 
 ingest_batch_job = dg.define_asset_job(
     name=INGEST_JOB,
     selection=dg.AssetSelection.groups(*BATCH_GROUPS),
-    partitions_def=creator_batches,
     description=(
         "Every stage of one creator batch: sources → images and duplicates → vision, embeddings and tags, "
         "profiles → blocking checks → one-transaction promotions into the warehouse."

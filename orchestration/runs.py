@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import psutil
 from sqlalchemy.engine import Engine
 
 from assets.sources.batching import BatchAssignment, assign_batches, record_rejects
@@ -83,6 +85,7 @@ def materialize_batch(
     result = job.execute_in_process(
         partition_key=partition,
         instance=instance,
+        tags=local_run_tags(),
         raise_on_error=False,
         run_config={"loggers": run_logger_config(log_format, log_level)},
     )
@@ -95,3 +98,64 @@ def materialize_batch(
         e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == PROMOTED_BATCH for e in result.all_events
     )
     return BatchRun(partition, result.run_id, result.success, promoted, failed_checks)
+
+
+# ---- runs whose process died ---------------------------------------------------------------
+
+HOST_TAG = "creatorlens/host"
+_LIVE_STATUSES = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.CANCELING]
+
+
+@dataclass(frozen=True)
+class ReapedRun:
+    run_id: str
+    partition: str | None
+    pid: int
+
+
+def local_run_tags() -> dict[str, str]:
+    """Tags of a run executed in this process (the CLI): which host may judge whether it still lives."""
+    return {HOST_TAG: socket.gethostname()}
+
+
+def _worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the process that started executing the run (from its RUN_START event)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
+    event = records[0].event_log_entry.dagster_event if records else None
+    return event.pid if event is not None else None
+
+
+def _alive(pid: int, since: float | None) -> bool:
+    """Whether ``pid`` is still the process that started at ``since`` (a reused pid started later)."""
+    try:
+        created = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return False
+    return since is None or created <= since + 2.0
+
+
+def reap_dead_runs(instance: dg.DagsterInstance) -> list[ReapedRun]:
+    """Mark failed every unfinished run whose worker process is gone, and free its pool slots.
+
+    A ``kill -9`` of ``creatorlens run`` (or of a run worker under ``dagster dev``) leaves its run
+    STARTED and its ``gpu`` slot held, so the next run waits forever; Dagster's run monitoring
+    cannot see a dead worker of the default run launcher, and the CLI has no daemon at all. The
+    pid comes from the run's RUN_START event. Only runs this host can judge are touched: those
+    tagged with this host (CLI runs), or every run when the instance launches runs as local
+    processes (``DefaultRunLauncher``, as ``dagster dev`` does); containers' pids mean nothing here.
+    """
+    host = socket.gethostname()
+    local_launcher = isinstance(instance.run_launcher, dg.DefaultRunLauncher)
+    reaped: list[ReapedRun] = []
+    for record in instance.get_run_records(dg.RunsFilter(statuses=_LIVE_STATUSES)):
+        run = record.dagster_run
+        if run.tags.get(HOST_TAG, host if local_launcher else None) != host:
+            continue
+        pid = _worker_pid(instance, run.run_id)
+        if pid is None or _alive(pid, record.start_time):
+            continue  # not started yet (the daemon's start timeout covers it), or still running
+        instance.report_run_failed(run, f"run worker (pid {pid}) is gone: killed or crashed; marked failed "
+                                        "and its pool slots freed by creatorlens")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        reaped.append(ReapedRun(run.run_id, run.tags.get("dagster/partition"), pid))
+    return reaped

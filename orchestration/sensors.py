@@ -20,6 +20,9 @@ that holds flagged images per newest flag (``run_key`` = batch + newest flag id,
 for once, and a flag raised later runs the batch again); the vision promotion of that run resolves
 the flags raised before the run began.
 
+``dead_run_sensor`` fails the runs whose worker process died and frees their pool slots
+(:func:`orchestration.runs.reap_dead_runs`; the CLI does the same before it runs anything).
+
 ``batch_failure_sensor`` writes every failed run (its batch, failed steps and error) into the
 warehouse table ``batch_failures``, which ``creatorlens status`` reads.
 """
@@ -39,13 +42,15 @@ from sqlalchemy.engine import Engine
 from orchestration.operations import BatchFailure, change_marker, open_flags_by_batch, record_failure
 from orchestration.jobs import INGEST_JOB, ingest_batch_job
 from assets.common.partitions import creator_batches, missing_partitions
-from orchestration.runs import batch_new_creators
+from orchestration.runs import batch_new_creators, reap_dead_runs
 from resources.sources import SourceFiles
 from resources.warehouse import Warehouse
 
 NEW_CREATOR_SENSOR = "new_creator_sensor"
 FLAGGED_IMAGES_SENSOR = "flagged_images_sensor"
 BATCH_FAILURE_SENSOR = "batch_failure_sensor"
+DEAD_RUN_SENSOR = "dead_run_sensor"
+DEAD_RUN_INTERVAL_SECONDS = 30
 TRIGGER_TAG = "creatorlens/trigger"
 # Sources the fingerprint cannot see (a MongoDB collection) are re-read at least this often.
 FULL_RESCAN_SECONDS = 15 * 60
@@ -196,3 +201,18 @@ def batch_failure_sensor(context: dg.RunFailureSensorContext, warehouse: Warehou
     failure = failure_from_context(context)
     record_failure(warehouse.get_engine(), failure)
     context.log.info(f"recorded failed run {failure.run_id} of {failure.batch_key or 'no batch'}: {failure.error_class}")
+
+
+@dg.sensor(
+    name=DEAD_RUN_SENSOR,
+    minimum_interval_seconds=DEAD_RUN_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks failed the runs whose worker process died (kill -9, OOM) and frees their pool slots, "
+                "so a held gpu slot never blocks the next run. Local run launcher only.",
+)
+def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    reaped = reap_dead_runs(context.instance)
+    for run in reaped:
+        context.log.warning(f"run {run.run_id} ({run.partition or 'no batch'}): worker pid {run.pid} is gone; "
+                            "marked failed, pool slots freed")
+    return dg.SkipReason(f"{len(reaped)} dead run(s) marked failed" if reaped else "no dead runs")

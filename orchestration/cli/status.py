@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import click
+
+from orchestration.cli.warehouse import use_warehouse
 from tabulate import tabulate
 
 STATES = ("unregistered", "registered", "queued", "running", "materialised", "promoted", "failed")
@@ -138,11 +140,14 @@ def render_status(rows: list[BatchStatus], failures: list[tuple], *, show_batche
 def status(ctx: click.Context, n_failures: int, n_batches: int) -> None:
     """Batches by state (warehouse + Dagster instance) and the last failed runs."""
     from orchestration.operations import last_failures
-    from orchestration.runs import local_instance
+    from orchestration.runs import local_instance, reap_dead_runs
     from resources.warehouse import engine_from_settings
 
     settings = ctx.obj["settings"]
+    use_warehouse(ctx)
     engine = engine_from_settings(settings)
     instance = ctx.obj.get("instance") or local_instance(settings)
+    for dead in reap_dead_runs(instance):
+        click.echo(f"run {dead.run_id[:8]} ({dead.partition}): its process (pid {dead.pid}) is gone; marked failed")
     click.echo(render_status(collect_status(engine, instance), last_failures(engine, n_failures),
                              show_batches=n_batches))
