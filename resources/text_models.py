@@ -1,4 +1,4 @@
-"""Text embedding model settings for the profile stage (the model itself lives in gpu_ops)."""
+"""Text embedding model settings for the profile stage (the model itself lives in gpu_ops, loaded through ``MODEL_CACHE``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import dagster as dg
 from pydantic import Field
 
 from creatorlens.settings import Settings
+from gpu_ops.cache import cache_key
+from gpu_ops.registry import get_spec
 from gpu_ops.text_embed import TextEmbedder
+from resources.models import MODEL_CACHE
 
 
 class TextEmbeddings(dg.ConfigurableResource):
@@ -20,5 +23,9 @@ class TextEmbeddings(dg.ConfigurableResource):
         return cls(device=settings.text_embed_device)
 
     def embedder(self) -> TextEmbedder:
-        """A lazy embedder: the model loads (once per process) on the first ``embed``."""
-        return TextEmbedder(device=self.device, batch_size=self.batch_size)
+        """The embedder from the process model cache; it loads (once per process) on the first ``embed``."""
+        spec = get_spec("text_embedder")
+        device = self.device or "auto"
+        options = {"batch_size": self.batch_size}
+        return MODEL_CACHE.get(cache_key(spec, None, device, options),
+                               lambda: TextEmbedder(spec, None, device, options), load=False)

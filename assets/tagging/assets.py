@@ -45,8 +45,7 @@ def _skipped_metadata(reason: str, **extra: object) -> dict[str, object]:
 
 def _unloaded_embedder(models: ModelRegistry) -> ImageEmbedder:
     """The configured embedder, not loaded: identity and declared dimension without touching weights."""
-    spec = models.spec(FAMILY)
-    return spec.backend_cls(spec, models.weights_path(spec), models.device_choice())
+    return models.backend(FAMILY)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Model layer foundations: the torchvision CPU shim, device choice, the weights catalog and `models pull`.
+"""Model layer foundations: the torchvision CPU shim, device choice, the backend contract, the model
+cache, the weights catalog and `models pull`.
 
 Downloads are served by a real HTTP server on 127.0.0.1 (no machine here reaches GitHub or a hub).
 """
@@ -9,6 +10,8 @@ import hashlib
 import io
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from click.testing import CliRunner
 
 from resources.model_pull import PullError, pull
 from gpu_ops.base import ModelBackend
+from gpu_ops.cache import ModelCache, cache_key
 from gpu_ops.compat import ensure_torchvision, nms_reference
 from gpu_ops.detection import YoloPersonDetector
 from gpu_ops.device import Device, DeviceUnavailable, choose_device, cuda_available
@@ -104,18 +108,6 @@ def test_the_device_is_an_argument_never_read_from_the_environment(monkeypatch) 
         choose_device("cuda:99")
 
 
-def test_the_catalog_names_backend_classes_and_importing_it_imports_no_model_library() -> None:
-    from gpu_ops.registry import CATALOG
-
-    assert all(issubclass(s.backend_cls, ModelBackend) for specs in CATALOG.values() for s in specs)
-    heavy = ("torch", "torchvision", "transformers", "sentence_transformers", "open_clip", "ultralytics",
-             "mediapipe", "onnxruntime", "cv2", "rapidocr_onnxruntime", "dagster", "sqlalchemy", "httpx")
-    code = (f"import sys, gpu_ops.registry, gpu_ops.cache; "
-            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"  # each library is imported by its backend's load()
-
-
 class Counting(ModelBackend[int]):
     """Doubles numbers; counts its loads. ``options["on_load"]`` runs inside ``_load`` (slow, failing…)."""
 
@@ -152,6 +144,105 @@ def test_backend_contract_cheap_constructor_lazy_idempotent_load_and_one_result_
 
     with pytest.raises(RuntimeError, match="2 results for 3 inputs"):
         Short(SPEC, None, CPU).predict([1, 2, 3])
+
+
+def _run_threads(targets) -> list:
+    results, errors = [None] * len(targets), []
+
+    def run(i, target):
+        try:
+            results[i] = target()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(targets)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    return results
+
+
+def test_model_cache_loads_a_model_once_for_concurrent_callers() -> None:
+    cache = ModelCache()
+    options = {"on_load": lambda _: time.sleep(0.2)}  # a slow load: every thread arrives while it runs
+    key = cache_key(SPEC, None, CPU, options)
+    built: list[Counting] = []
+
+    def build() -> Counting:
+        built.append(Counting(SPEC, None, CPU, options))
+        return built[-1]
+
+    got = _run_threads([lambda: cache.get(key, build)] * 4)
+    assert len(built) == 1 and built[0].load_calls == 1
+    assert all(b is built[0] for b in got) and built[0].loaded
+
+
+def test_model_cache_loads_different_models_in_parallel() -> None:
+    cache = ModelCache()
+    barrier = threading.Barrier(2, timeout=10)  # both loads must be inside _load at once, or this breaks
+    options = [{"on_load": lambda _: barrier.wait(), "n": n} for n in range(2)]
+    got = _run_threads([lambda o=o: cache.get(cache_key(SPEC, None, CPU, o), lambda: Counting(SPEC, None, CPU, o))
+                        for o in options])
+    assert got[0] is not got[1] and all(b.loaded for b in got) and len(cache) == 2
+
+
+def test_a_failed_load_is_not_cached() -> None:
+    cache = ModelCache()
+    attempts: list[Counting] = []
+
+    def flaky(backend: Counting) -> None:
+        attempts.append(backend)
+        if len(attempts) == 1:
+            raise OSError("weights not readable yet")
+
+    options = {"on_load": flaky}
+    key = cache_key(SPEC, None, CPU, options)
+    with pytest.raises(OSError, match="not readable"):
+        cache.get(key, lambda: Counting(SPEC, None, CPU, options))
+    assert key not in cache and len(cache) == 0
+    again = cache.get(key, lambda: Counting(SPEC, None, CPU, options))
+    assert again.loaded and again is not attempts[0] and key in cache
+
+
+def test_model_cache_evicts_the_least_recently_used_and_idle_models_and_clears() -> None:
+    now = [0.0]
+    cache = ModelCache(max_models=2, idle_s=10, clock=lambda: now[0])
+
+    def get(name: str) -> Counting:
+        return cache.get(name, lambda: Counting(SPEC, None, CPU))
+
+    a = get("a")
+    now[0] = 1
+    get("b")
+    now[0] = 2
+    assert get("a") is a  # a hit, and a is now the most recently used
+    now[0] = 3
+    get("c")  # over the bound: b, the least recently used, goes
+    assert "a" in cache and "b" not in cache and "c" in cache and len(cache) == 2
+    now[0] = 14  # a (used at 2) and c (used at 3) have been idle longer than 10 s
+    d = get("d")
+    assert len(cache) == 1 and "d" in cache
+    assert a.predict([1]) == [2]  # an evicted backend keeps working for whoever holds it
+    unloaded = cache.get("e", lambda: Counting(SPEC, None, CPU), load=False)
+    assert not unloaded.loaded and cache.get("e", lambda: Counting(SPEC, None, CPU)) is unloaded and unloaded.loaded
+    cache.clear()
+    assert len(cache) == 0 and get("d") is not d
+    with pytest.raises(ValueError):
+        ModelCache(max_models=0)
+
+
+def test_the_catalog_names_backend_classes_and_importing_it_imports_no_model_library() -> None:
+    from gpu_ops.registry import CATALOG
+
+    assert all(issubclass(s.backend_cls, ModelBackend) for specs in CATALOG.values() for s in specs)
+    heavy = ("torch", "torchvision", "transformers", "sentence_transformers", "open_clip", "ultralytics",
+             "mediapipe", "onnxruntime", "cv2", "rapidocr_onnxruntime", "dagster", "sqlalchemy", "httpx")
+    code = (f"import sys, gpu_ops.registry, gpu_ops.cache; "
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # each library is imported by its backend's load()
 
 
 def test_gpu_ops_reads_no_environment() -> None:

