@@ -73,19 +73,12 @@ ON CONFLICT (image_id, tag_id, source, model_version) DO UPDATE SET
 UPDATE tag_review_queue SET escalated_at = now(), updated_at = now() WHERE review_id = %(review_id)s;
 
 -- name: effective_tags
--- What an image carries for one model version: reviewer decisions win over the model.
-SELECT g.name, g.category,
-       coalesce(u.present, a.present) AS present,
-       CASE WHEN u.present IS NOT NULL THEN 'user' ELSE 'ai' END AS source,
-       a.confidence,
-       CASE WHEN u.present IS NOT NULL THEN '' ELSE a.model_version END AS model_version,
-       a.threshold,
-       u.reviewer
-FROM tags g
-LEFT JOIN image_tags a ON a.tag_id = g.tag_id AND a.image_id = %(image_id)s AND a.source = 'ai'
-                       AND a.model_version = %(model_version)s
-LEFT JOIN image_tags u ON u.tag_id = g.tag_id AND u.image_id = %(image_id)s AND u.source = 'user'
-WHERE a.image_id IS NOT NULL OR u.image_id IS NOT NULL
+-- What an image carries for one model version (effective_image_tags: reviewer decisions win over
+-- the model), with a reviewer's "no" as present = false.
+SELECT g.name, g.category, t.present, t.source, t.confidence, t.model_version, t.threshold, t.reviewer
+FROM effective_image_tags(%(model_version)s) t
+JOIN tags g ON g.tag_id = t.tag_id
+WHERE t.image_id = %(image_id)s
 ORDER BY g.category, g.name;
 
 -- name: image_id
