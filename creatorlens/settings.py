@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="CLI and Dagster console logs: coloured text or one JSON object per line."
     )
+    run_executor: Literal["in_process", "multiprocess"] = Field(
+        default="in_process",
+        description="How a run executes its steps: in_process (one process, as the CLI does; runs in parallel "
+                    "across batches) or multiprocess (a forkserver process per step, steps of one run in parallel).",
+    )
+    run_max_concurrent_steps: int = Field(default=2, ge=1, description="Steps at once per run (multiprocess only).")
     code_location: Literal["all", "cpu", "gpu"] = Field(
         default="all", description="What this code location serves (orchestration/locations.py); all = everything."
     )

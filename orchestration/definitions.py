@@ -18,7 +18,7 @@ from assets.images.config import IngestConfig
 from assets.tagging.config import TaggingConfig
 from assets.vision.config import VisionConfig
 from creatorlens.settings import Settings, get_settings
-from orchestration.jobs import calibrate_tags_job, ingest_batch_job
+from orchestration.jobs import calibrate_tags_job, executor_for, ingest_batch_job
 from orchestration.locations import for_location
 from orchestration.observability import LOGGERS
 from orchestration.schedules import monthly_reprocess
@@ -79,6 +79,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                      dead_run_sensor],
             schedules=[monthly_reprocess],
             loggers=LOGGERS,
+            executor=executor_for(settings.run_executor, settings.run_max_concurrent_steps),
         ),
         settings.code_location,
     )
