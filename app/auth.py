@@ -16,12 +16,20 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
+
+from creatorlens.queries import load_queries
 
 SESSION_COOKIE = "creatorlens_session"
 SESSION_TTL = timedelta(days=7)
 ROLES = ("viewer", "reviewer")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+QUERIES = "auth.sql"
+
+
+def _execute(conn: Connection, name: str, **params):
+    """auth.sql's statement ``name`` with ``params`` (psycopg placeholders)."""
+    return conn.exec_driver_sql(load_queries(QUERIES)[name], params)
 
 
 @dataclass(frozen=True)
@@ -75,35 +83,20 @@ def create_user(conn: Connection, username: str, password: str, role: str = "vie
         raise ValueError(f"role must be one of {ROLES}")
     if len(password) < 8:
         raise ValueError("password must have at least 8 characters")
-    return conn.execute(
-        text(
-            "INSERT INTO app_users (username, role, password_hash) VALUES (:u, :r, :h) "
-            "ON CONFLICT (username) DO UPDATE SET role = EXCLUDED.role, password_hash = EXCLUDED.password_hash "
-            "RETURNING user_id"
-        ),
-        {"u": username, "r": role, "h": hash_password(password)},
-    ).scalar_one()
+    return _execute(conn, "upsert_user", username=username, role=role,
+                    password_hash=hash_password(password)).scalar_one()
 
 
 def _issue(conn: Connection, user_id: int, kind: str, label: str | None, ttl: timedelta | None) -> str:
     token = secrets.token_urlsafe(32)
-    conn.execute(
-        text(
-            "INSERT INTO app_sessions (token_hash, user_id, kind, label, expires_at) "
-            "VALUES (:h, :u, :k, :l, CASE WHEN CAST(:ttl AS interval) IS NULL THEN NULL "
-            "ELSE now() + CAST(:ttl AS interval) END)"
-        ),
-        {"h": _token_hash(token), "u": user_id, "k": kind, "l": label,
-         "ttl": f"{int(ttl.total_seconds())} seconds" if ttl else None},
-    )
+    _execute(conn, "issue_token", token_hash=_token_hash(token), user_id=user_id, kind=kind, label=label,
+             ttl=f"{int(ttl.total_seconds())} seconds" if ttl else None)
     return token
 
 
 def login(conn: Connection, username: str, password: str) -> str | None:
     """A new session token for valid credentials, else None (same answer for unknown users)."""
-    row = conn.execute(
-        text("SELECT user_id, password_hash FROM app_users WHERE username = :u"), {"u": username}
-    ).first()
+    row = _execute(conn, "user_credentials", username=username).first()
     if row is None:
         verify_password(password, hash_password("timing-equaliser"))
         return None
@@ -113,34 +106,26 @@ def login(conn: Connection, username: str, password: str) -> str | None:
 
 
 def issue_api_token(conn: Connection, username: str, label: str = "cli") -> str:
-    user_id = conn.execute(text("SELECT user_id FROM app_users WHERE username = :u"), {"u": username}).scalar_one()
+    user_id = _execute(conn, "user_credentials", username=username).one().user_id
     return _issue(conn, user_id, "api", label, None)
 
 
 def authenticate(conn: Connection, token: str | None, kind: str) -> User | None:
     if not token:
         return None
-    row = conn.execute(
-        text(
-            "UPDATE app_sessions s SET last_used_at = now() FROM app_users u "
-            "WHERE s.token_hash = :h AND s.kind = :k AND u.user_id = s.user_id "
-            "AND (s.expires_at IS NULL OR s.expires_at > now()) "
-            "RETURNING u.user_id, u.username, u.role"
-        ),
-        {"h": _token_hash(token), "k": kind},
-    ).first()
+    row = _execute(conn, "authenticate", token_hash=_token_hash(token), kind=kind).first()
     return User(row.user_id, row.username, row.role, kind, token) if row else None
 
 
 def logout(conn: Connection, token: str) -> None:
-    conn.execute(text("DELETE FROM app_sessions WHERE token_hash = :h"), {"h": _token_hash(token)})
+    _execute(conn, "revoke_token", token_hash=_token_hash(token))
 
 
 def ensure_first_user(conn: Connection, username: str = "admin") -> str | None:
     """If the app has no users at all, create reviewer ``username`` with a random password and return
     it (to be shown once); otherwise None. Concurrent starts create at most one."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('creatorlens.app_users'))"))
-    if conn.execute(text("SELECT EXISTS (SELECT 1 FROM app_users)")).scalar_one():
+    _execute(conn, "lock_users")
+    if _execute(conn, "any_user").scalar_one():
         return None
     password = secrets.token_urlsafe(12)
     create_user(conn, username, password, "reviewer")
