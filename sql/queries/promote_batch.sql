@@ -100,8 +100,14 @@ WHERE i.batch_key = %(batch_key)s
   AND NOT EXISTS (SELECT 1 FROM stage_images s WHERE s.image_key = i.image_key);
 
 -- name: upsert_duplicates
+-- A pair belongs to the later batch of its two images, whichever batch finds it, so re-running an
+-- older batch that sees the pair again rewrites nothing (its batch_key used to flip back and forth).
 INSERT INTO image_duplicates AS d (image_key_a, image_key_b, distance, kind, batch_key)
-SELECT image_key_a, image_key_b, distance, kind, %(batch_key)s FROM stage_duplicates
+SELECT s.image_key_a, s.image_key_b, s.distance, s.kind,
+       GREATEST(coalesce(ia.batch_key, %(batch_key)s), coalesce(ib.batch_key, %(batch_key)s))
+FROM stage_duplicates s
+LEFT JOIN images ia ON ia.image_key = s.image_key_a
+LEFT JOIN images ib ON ib.image_key = s.image_key_b
 ON CONFLICT (image_key_a, image_key_b) DO UPDATE SET
     distance = EXCLUDED.distance, kind = EXCLUDED.kind, batch_key = EXCLUDED.batch_key, updated_at = now()
 WHERE (d.distance, d.kind, d.batch_key) IS DISTINCT FROM (EXCLUDED.distance, EXCLUDED.kind, EXCLUDED.batch_key);

@@ -94,3 +94,24 @@ def test_source_value_fills_but_missing_value_never_erases(database_url):
         creators = frames[0].assign(bio=None, followers=1500)
         _promote(conn, (creators, *frames[1:]), run_id="run-2")
         assert conn.execute("SELECT bio, followers FROM creators").fetchone() == ("hi", 1500)
+
+
+def test_a_cross_batch_pair_has_one_stable_owner_whichever_batch_reruns(database_url):
+    """The pair belongs to the later batch; re-running the earlier batch, which sees it too, rewrites nothing."""
+    url = database_url.replace("+psycopg", "")
+    c1, p1, i1, _ = _frames(n_images=2, batch_user="alice")
+    c2, p2, i2, _ = _frames(n_images=2, batch_user="bob")
+    p2["post_id"] = i2["post_id"] = ["10", "11"]
+    i2["image_key"] = ["instagram:10", "instagram:11"]
+    pair = pd.DataFrame([{"image_key_a": "instagram:1", "image_key_b": "instagram:11", "distance": 3, "kind": "near"}])
+    none = pair.iloc[0:0]
+    with psycopg.connect(url) as conn:
+        promote(conn, "batch-00001", creators=c1, posts=p1, images=i1, duplicates=none, run_id="r1", code_version="t")
+        promote(conn, "batch-00002", creators=c2, posts=p2, images=i2, duplicates=pair, run_id="r2", code_version="t")
+        owner = conn.execute("SELECT batch_key, updated_at FROM image_duplicates").fetchone()
+        again = promote(conn, "batch-00001", creators=c1, posts=p1, images=i1, duplicates=pair, run_id="r3",
+                        code_version="t")
+        after = conn.execute("SELECT batch_key, updated_at FROM image_duplicates").fetchone()
+    assert owner[0] == "batch-00002"
+    assert again.written["image_duplicates"] == 0 and again.deleted["image_duplicates"] == 0
+    assert after == owner  # same owner, same updated_at: nothing rewritten
