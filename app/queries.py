@@ -58,7 +58,7 @@ class CreatorFilter:
 
 def current_model_version(conn: Connection) -> str | None:
     """The newest embedding model version: whose AI tags the app shows by default."""
-    return conn.exec_driver_sql(load_queries("app_search.sql")["current_model"]).scalar()
+    return conn.exec_driver_sql(load_queries("search.sql")["current_model"]).scalar()
 
 
 def list_creators(conn: Connection, flt: CreatorFilter, limit: int = PAGE_SIZE, offset: int = 0) -> list[dict]:

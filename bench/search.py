@@ -1,7 +1,8 @@
 """Hybrid search latency (app.search.HybridSearch) on synthetic creators, posts and images, with baselines.
 
 What is timed is the app's own code path: ``HybridSearch.search`` (keyword and semantic halves on two
-pooled connections at once, RRF fusion, the describe query), against a fresh embedded PostgreSQL
+pooled connections at once, RRF fusion, the describe query; the semantic half is
+``assets.tagging.search.VectorSearch``, the pipeline's one vector search), against a fresh embedded PostgreSQL
 holding the real schema (all migrations) filled with synthetic but realistically shaped data:
 
 * ``--creators`` creators (default n/10) in 12 categories, with bios; 40 % with an LLM profile
@@ -73,10 +74,10 @@ from psycopg import sql as pgsql
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.search import HybridSearch, SearchFilters, SearchTuning  # noqa: E402
-from bench.vector_search import clustered  # noqa: E402
 from assets.common.promotion import copy_rows  # noqa: E402
-from creatorlens.queries import load_queries  # noqa: E402
 from assets.tagging.search import ensure_vector_types  # noqa: E402
+from bench.vector_search import CountingVectors, clustered  # noqa: E402
+from creatorlens.queries import load_queries  # noqa: E402
 from assets.tagging.store import (  # noqa: E402
     DEFAULT_HNSW_EF_CONSTRUCTION,
     DEFAULT_HNSW_M,
@@ -398,21 +399,18 @@ class InlineExecutor:
 
 
 class CountingSearch(HybridSearch):
-    """HybridSearch counting the statements it composes (to report how often the exact fallback ran)."""
+    """HybridSearch whose semantic half counts its exact rankings (to report how often the fallback ran)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.composed: dict[str, int] = {}
-
-    def _statement(self, name, *args, **kwargs):
-        self.composed[name] = self.composed.get(name, 0) + 1
-        return super()._statement(name, *args, **kwargs)
+        self.vectors = CountingVectors(self.tuning)
 
 
 def exact_scan(search: HybridSearch) -> HybridSearch:
     """The same search with the semantic half's transaction forbidding index scans (exact, no HNSW)."""
-    search.q = dict(search.q)  # load_queries' dict is shared: copy before changing one statement
-    search.q["search_settings"] = search.q["search_settings"].rstrip().rstrip(";") + \
+    vectors = search.vectors
+    vectors.q = dict(vectors.q)  # load_queries' dict is shared: copy before changing one statement
+    vectors.q["search_settings"] = vectors.q["search_settings"].rstrip().rstrip(";") + \
         ",\n       set_config('enable_indexscan', 'off', true);"
     return search
 
@@ -704,10 +702,10 @@ def measure_all(sa_url: str, c: Corpus, queries: list[Query], args) -> dict[str,
     for case in cases:
         t = time.perf_counter()
         search = searches[case.search]
-        before = search.composed.get("semantic_exact", 0)
+        before = search.vectors.exact_rankings
         out[case.name] = run_case(search, case, queries, args.warmup, args.limit)
         m = out[case.name]
-        m.fallbacks = search.composed.get("semantic_exact", 0) - before  # warm-up included
+        m.fallbacks = search.vectors.exact_rankings - before  # warm-up included
         log(f"  {case.name:<44} p50 {m.pct(50):7.2f} ms  p95 {m.pct(95):7.2f} ms  [{time.perf_counter() - t:.0f}s]")
     engine.dispose()
     return out

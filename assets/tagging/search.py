@@ -1,21 +1,30 @@
-"""Image search over pgvector: text → nearest images, image → nearest images, one model version at a time.
+"""Image search over pgvector: the one nearest-neighbour search, one model version at a time.
 
-Usable by the search app as is::
+:class:`VectorSearch` ranks the images of a model version by cosine distance to a query vector,
+with optional filters (creator category, tag, post dates, duplicates hidden). It is what the
+search app runs (``app.search.HybridSearch``, whose keyword ranking composes the same filters),
+what the functions below run, and what ``bench/search.py`` and ``bench/vector_search.py`` time::
 
     embedder = models.load("image_embedder")
     with warehouse.raw_connection() as conn:
         hits = search_images_by_text(conn, embedder, "a cat on a sofa", k=20, tag="pets")
 
 Every query names a model version (by default the embedder's own); a query vector from one model
-is never compared with another model's vectors. The per-version partial HNSW index answers the
-query; ``hnsw.ef_search`` (recall/latency trade-off) and ``hnsw.iterative_scan`` (so a filtered
-query still finds ``k`` rows) are set for the query's transaction only.
+is never compared with another model's vectors. Without filters the per-version partial HNSW index
+answers. With filters, filters the planner estimates to leave few images (``exact_below``) are
+ranked exactly, without the index; otherwise the index scan checks them per row, with
+``hnsw.iterative_scan`` so it keeps going until ``k`` rows pass (up to ``max_scan_tuples``), and
+falls back to the exact ranking if it still comes back short. ``hnsw.ef_search`` (recall against
+latency) and the rest are set for the query's transaction only. Statements: ``sql/queries/search.sql``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -23,17 +32,33 @@ from pgvector import HalfVector
 from pgvector.psycopg import register_vector
 from psycopg import sql as pgsql
 
-from creatorlens.queries import load_queries
+from creatorlens.queries import like_escape, load_queries
 from gpu_ops.embeddings import ImageEmbedder
 
 QUERIES = "search.sql"
 
 
 @dataclass(frozen=True)
+class SearchFilters:
+    category: str | None = None  # the creator's category (case-insensitive)
+    tag: str | None = None  # the image carries this tag (model or reviewer; a reviewer's "no" wins)
+    date_from: datetime | None = None  # post taken at >= date_from
+    date_to: datetime | None = None  # post taken at < date_to
+    hide_duplicates: bool = False  # keep one image of each duplicate pair (the smaller key)
+
+
+NO_FILTERS = SearchFilters()
+
+
+@dataclass(frozen=True)
 class SearchSettings:
-    ef_search: int = 40  # candidates kept per scan (≥ k); higher = better recall, slower (pgvector default)
+    ef_search: int = 40  # HNSW candidate list (raised to k when smaller); higher = better recall, slower
     iterative_scan: str = "relaxed_order"  # off | strict_order | relaxed_order (filtered queries)
-    max_scan_tuples: int = 20_000  # cap on tuples an iterative scan visits
+    # Cap on what a filtered iterative scan visits before the exact ranking takes over. Lower is
+    # faster even when the scan succeeds (bench/search.py, 100k images: a 90-day filter p50 13 ms at
+    # 2,000 vs 33 ms at 20,000, pgvector's default).
+    max_scan_tuples: int = 2_000
+    exact_below: int = 2_000  # filters estimated to leave fewer images: rank those exactly, no index
 
 
 @dataclass(frozen=True)
@@ -53,19 +78,136 @@ class SearchError(LookupError):
     pass
 
 
+class UnknownTag(SearchError):
+    pass
+
+
 def ensure_vector_types(conn: psycopg.Connection) -> None:
     """Register pgvector's types on this connection once (call inside a transaction, before cursors)."""
     if conn.adapters.types.get("halfvec") is None:
         register_vector(conn)
 
 
-def _model_dim(cur: psycopg.Cursor, model_version: str) -> int:
-    q = load_queries(QUERIES)
-    row = cur.execute(q["model_dim"], {"model_version": model_version}).fetchone()
-    if row is None:
-        known = [r[0] for r in cur.execute(q["known_models"]).fetchall()]
-        raise SearchError(f"no embeddings for model version {model_version!r}; known versions: {known}")
-    return int(row[0])
+class VectorSearch:
+    """Nearest images of one model version to a query vector, with ``settings``.
+
+    Methods take a psycopg connection inside an open transaction (the settings are local to it).
+    """
+
+    def __init__(self, settings: SearchSettings = SearchSettings()) -> None:
+        self.settings = settings
+        self.q = load_queries(QUERIES)
+
+    # ---- statements ---------------------------------------------------------------------------
+    def compose(self, template: str, dim: int | None = None, filters: SearchFilters | None = None) -> pgsql.Composed:
+        """``template`` (SQL text with ``{filters}``, maybe ``{dim}``) with the filters composed in:
+        the per-row ``image_filters``, or (``filters`` given) the ``filter_*`` fragments of the
+        filters in use, ANDed (see ``sql/queries/search.sql``)."""
+        if filters is None:
+            predicate = pgsql.SQL(self.q["image_filters"])
+        else:
+            names = ["filter_ok"]
+            names += ["filter_category"] if filters.category is not None else []
+            names += ["filter_tag"] if filters.tag is not None else []
+            names += ["filter_dates"] if filters.date_from is not None or filters.date_to is not None else []
+            names += ["filter_hide_duplicates"] if filters.hide_duplicates else []
+            predicate = pgsql.SQL("\n  AND ").join(pgsql.SQL("({})").format(pgsql.SQL(self.q[n])) for n in names)
+        parts: dict[str, Any] = {"filters": predicate}
+        if dim is not None:
+            parts["dim"] = pgsql.Literal(dim)
+        return pgsql.SQL(template).format(**parts)
+
+    def statement(self, name: str, dim: int | None = None, filters: SearchFilters | None = None) -> pgsql.Composed:
+        """search.sql's ``name``, composed as :meth:`compose` does."""
+        return self.compose(self.q[name], dim, filters)
+
+    def params(self, conn: psycopg.Connection, filters: SearchFilters, model_version: str | None) -> dict:
+        """The filters' parameters (both spellings); :class:`UnknownTag` for a tag that does not exist."""
+        tag_id = None
+        if filters.tag is not None:
+            row = conn.execute(self.q["tag_id"], {"tag": filters.tag}).fetchone()
+            if row is None:
+                raise UnknownTag(f"unknown tag {filters.tag!r}")
+            tag_id = row[0]
+        like = None if filters.category is None else like_escape(filters.category)
+        return {"category": filters.category, "category_like": like, "tag_id": tag_id,
+                "model_version": model_version or "",
+                "date_from": filters.date_from, "date_to": filters.date_to,
+                "hide_duplicates": filters.hide_duplicates}
+
+    # ---- models -------------------------------------------------------------------------------
+    def model(self, conn: psycopg.Connection, model_version: str | None = None) -> tuple[str, int] | None:
+        """(version, dim) of ``model_version``, or of the newest stored version; None: not stored."""
+        if model_version is None:
+            row = conn.execute(self.q["current_model"]).fetchone()
+            return (row[0], int(row[1])) if row else None
+        row = conn.execute(self.q["model_dim"], {"model_version": model_version}).fetchone()
+        return (model_version, int(row[0])) if row else None
+
+    def dim(self, conn: psycopg.Connection, model_version: str) -> int:
+        """The dimension of ``model_version``; :class:`SearchError` naming the known versions if unknown."""
+        found = self.model(conn, model_version)
+        if found is None:
+            known = [r[0] for r in conn.execute(self.q["known_models"]).fetchall()]
+            raise SearchError(f"no embeddings for model version {model_version!r}; known versions: {known}")
+        return found[1]
+
+    def stored_vector(self, conn: psycopg.Connection, image_key: str, model_version: str) -> np.ndarray | None:
+        ensure_vector_types(conn)
+        row = conn.execute(self.q["stored_embedding"],
+                           {"image_key": image_key, "model_version": model_version}).fetchone()
+        return None if row is None else row[0].to_numpy()
+
+    # ---- the ranking ----------------------------------------------------------------------------
+    def nearest(self, conn: psycopg.Connection, vector: np.ndarray | Sequence[float], filters: SearchFilters,
+                model_version: str, dim: int, k: int) -> list[tuple[int, float]]:
+        """(image_id, cosine distance) of the ``k`` nearest images passing ``filters``, nearest first."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        vec = np.asarray(vector, dtype=np.float32).ravel()
+        if vec.shape[0] != dim:
+            raise ValueError(f"query vector has {vec.shape[0]} dims, model version {model_version!r} has {dim}")
+        ensure_vector_types(conn)
+        params = self.params(conn, filters, model_version)
+        params.update(query=HalfVector(vec), k=k)
+        s = self.settings
+        conn.execute(self.q["search_settings"], {"ef_search": str(max(s.ef_search, k)),
+                                                 "iterative_scan": s.iterative_scan,
+                                                 "max_scan_tuples": str(s.max_scan_tuples)})
+        if filters == dataclasses.replace(NO_FILTERS, hide_duplicates=filters.hide_duplicates):
+            # No filter, or only hiding duplicates (most images pass): the index scan.
+            exact = False
+        else:
+            # Few images pass the filters (by the planner's estimate): ranking them all is cheaper
+            # than an index scan that would have to visit many more to find k of them.
+            exact = self.estimate(conn, filters, params) <= s.exact_below
+        rows: list = []
+        if not exact:
+            statement = (self.statement("nearest_images", dim) if filters == NO_FILTERS
+                         else self.statement("nearest_images_filtered", dim))
+            # prepare=False: a custom plan per call, so the planner matches the partial index's model_version.
+            rows = conn.execute(statement, params, prepare=False).fetchall()
+        if len(rows) < k:
+            # Chosen above, or the index scan gave up (max_scan_tuples) before k images passed the
+            # filters, or fewer than k exist: rank every image that passes them, exactly.
+            rows = self.rank_exactly(conn, params, filters, dim)
+        return [(r[0], float(r[1])) for r in rows]
+
+    def rank_exactly(self, conn: psycopg.Connection, params: dict, filters: SearchFilters, dim: int) -> list:
+        return conn.execute(self.statement("nearest_images_exact", dim, filters), params, prepare=False).fetchall()
+
+    def estimate(self, conn: psycopg.Connection, filters: SearchFilters, params: dict) -> float:
+        """The planner's estimate of the images that pass ``filters`` (an EXPLAIN, nothing is read)."""
+        plan = conn.execute(self.statement("estimate_filtered_images", None, filters), params,
+                            prepare=False).fetchone()[0]
+        return float(plan[0]["Plan"]["Plan Rows"])
+
+    def describe(self, conn: psycopg.Connection, ids: Sequence[int]) -> dict[int, tuple]:
+        """image_id -> (image_key, platform, username, thumb_key, taken_at)."""
+        if not ids:
+            return {}
+        rows = conn.execute(self.q["describe_images"], {"ids": list(ids)}).fetchall()
+        return {r[0]: tuple(r[1:]) for r in rows}
 
 
 def nearest_images(
@@ -75,35 +217,20 @@ def nearest_images(
     model_version: str,
     k: int = 10,
     tag: str | None = None,
+    filters: SearchFilters = NO_FILTERS,
     settings: SearchSettings = SearchSettings(),
 ) -> list[ImageHit]:
-    """The ``k`` images of ``model_version`` nearest to ``vector`` (cosine), optionally only those tagged ``tag``."""
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    q = load_queries(QUERIES)
-    vec = np.asarray(vector, dtype=np.float32).ravel()
+    """The ``k`` images of ``model_version`` nearest to ``vector`` (cosine) that pass ``filters``
+    (``tag``: shorthand for a tag filter)."""
+    if tag is not None:
+        filters = dataclasses.replace(filters, tag=tag)
+    search = VectorSearch(settings)
     with conn.transaction():
         ensure_vector_types(conn)  # before the cursor: a cursor copies the connection's adapters
-        cur = conn.cursor()
-        dim = _model_dim(cur, model_version)
-        if vec.shape[0] != dim:
-            raise ValueError(f"query vector has {vec.shape[0]} dims, model version {model_version!r} has {dim}")
-        params: dict[str, object] = {"query": HalfVector(vec), "model_version": model_version, "k": k}
-        name = "nearest_images"
-        if tag is not None:
-            row = cur.execute(q["tag_id"], {"tag": tag}).fetchone()
-            if row is None:
-                raise SearchError(f"unknown tag {tag!r}")
-            params["tag_id"] = row[0]
-            name = "nearest_images_tagged"
-        cur.execute(q["search_settings"], {
-            "ef_search": str(max(settings.ef_search, k)), "iterative_scan": settings.iterative_scan,
-            "max_scan_tuples": str(settings.max_scan_tuples),
-        })
-        statement = pgsql.SQL(q[name]).format(dim=pgsql.Literal(dim))
-        # prepare=False: a custom plan per call, so the planner matches the partial index's model_version.
-        rows = cur.execute(statement, params, prepare=False).fetchall()
-    return [ImageHit(key, platform, user, thumb, float(dist)) for key, platform, user, thumb, dist in rows]
+        dim = search.dim(conn, model_version)
+        ranked = search.nearest(conn, vector, filters, model_version, dim, k)
+        described = search.describe(conn, [image_id for image_id, _ in ranked])
+    return [ImageHit(*described[image_id][:4], distance) for image_id, distance in ranked if image_id in described]
 
 
 def _version(embedder: ImageEmbedder, model_version: str | None) -> str:
@@ -153,9 +280,7 @@ def search_images_by_image(
     if version is None:
         raise ValueError("searching by a stored image needs model_version (or the embedder)")
     with conn.transaction():
-        ensure_vector_types(conn)
-        row = conn.execute(load_queries(QUERIES)["stored_embedding"],
-                          {"image_key": image_key, "model_version": version}).fetchone()
-    if row is None:
+        vector = VectorSearch(settings).stored_vector(conn, image_key, version)
+    if vector is None:
         raise SearchError(f"image {image_key!r} has no embedding for model version {version!r}")
-    return nearest_images(conn, row[0].to_numpy(), model_version=version, k=k, tag=tag, settings=settings)
+    return nearest_images(conn, vector, model_version=version, k=k, tag=tag, settings=settings)
