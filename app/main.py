@@ -1,7 +1,8 @@
 """The FastAPI application: JSON API under ``/api`` (OpenAPI at ``/docs``), server-rendered pages elsewhere.
 
 ``create_app(engine, blob_root)`` builds the app over an existing warehouse; ``creatorlens app
-serve`` starts it with uvicorn against the same warehouse the pipeline fills.
+serve`` starts it with uvicorn against the same warehouse the pipeline fills, with the settings'
+``hnsw_ef_search`` (``CREATORLENS_HNSW_EF_SEARCH``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import exc as sa_exc
 
 from app import api, pages
 from app.deps import LoginRequired
-from app.search import HybridSearch, SearchUnavailable, UnknownTag
+from app.search import HybridSearch, SearchTuning, SearchUnavailable, UnknownTag
 from assets.tagging.review import ReviewError, UnknownItem
 
 HERE = Path(__file__).resolve().parent
@@ -29,8 +30,11 @@ async def _bad_data(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"invalid value: {reason}"}, status_code=422)
 
 
-def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = False, embedder=None) -> FastAPI:
-    """``embedder`` (optional) turns query text / images into vectors for semantic search."""
+def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = False, embedder=None,
+               ef_search: int | None = None) -> FastAPI:
+    """``embedder`` (optional) turns query text / images into vectors for semantic search;
+    ``ef_search`` is the HNSW candidate list of its index scans (``Settings.hnsw_ef_search``;
+    None: ``SearchTuning``'s default)."""
     app = FastAPI(
         title="creatorlens",
         version="0.1.0",
@@ -40,7 +44,8 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
     app.state.blob_root = Path(blob_root)
     app.state.secure_cookies = secure_cookies
     app.state.embedder = embedder
-    app.state.search = HybridSearch(engine, embedder)
+    tuning = SearchTuning() if ef_search is None else SearchTuning(ef_search=ef_search)
+    app.state.search = HybridSearch(engine, embedder, tuning=tuning)
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 

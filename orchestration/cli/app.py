@@ -58,7 +58,8 @@ def serve(ctx: click.Context, host: str, port: int, secure_cookies: bool, no_sem
     else:
         click.echo(f"semantic search with {embedder.version} on {embedder.device.torch}")
     click.echo(f"creatorlens app on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
-    application = create_app(engine, settings.blob_root, secure_cookies=secure_cookies, embedder=embedder)
+    application = create_app(engine, settings.blob_root, secure_cookies=secure_cookies, embedder=embedder,
+                             ef_search=settings.hnsw_ef_search)
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 

@@ -43,3 +43,17 @@ def test_first_start_creates_one_reviewer_and_serving_without_weights_says_how_t
     assert password and verify_password(password, stored)
     embedder, why = load_query_embedder(Settings(state_dir=tmp_path / "state"))
     assert embedder is None and "creatorlens models pull image_embedder" in why
+
+
+def test_serve_hands_the_ef_search_setting_to_the_app(tmp_path, database_url, monkeypatch) -> None:
+    """CREATORLENS_HNSW_EF_SEARCH (Settings.hnsw_ef_search) reaches the search the served app runs."""
+    import uvicorn
+
+    served: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kwargs: served.update(app=application, **kwargs))
+    env = {"CREATORLENS_STATE_DIR": str(tmp_path / "state"), "DATABASE_URL": database_url,
+           "CREATORLENS_HNSW_EF_SEARCH": "123"}
+    result = CliRunner().invoke(cli, ["app", "serve", "--no-semantic", "--port", "8123"], env=env,
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert served["port"] == 8123 and served["app"].state.search.tuning.ef_search == 123

@@ -128,6 +128,30 @@ def test_the_exact_ranking_and_the_filtered_index_scan_agree(web_app, app_engine
         assert via_index and [i for i, _ in via_index] == [i for i, _ in via_exact], flt
 
 
+def test_the_ef_search_setting_reaches_the_search_transaction(app_engine, filled_warehouse) -> None:
+    """create_app(ef_search=...) sets hnsw.ef_search inside the transaction the vector search runs in
+    (never below the k asked for); without it the app keeps SearchTuning's default."""
+    embedder = filled_warehouse.models.load("image_embedder")
+    vector = embedder.embed_texts(["a photo of the moon"])[0]
+
+    def ef_search_seen(ef_search: int, k: int) -> str:
+        search = create_app(app_engine, filled_warehouse.settings.blob_root, embedder=embedder,
+                            ef_search=ef_search).state.search
+        version, dim = search.model()
+        with app_engine.connect() as sa_conn:
+            conn = sa_conn.connection.driver_connection
+            hits = search.vectors.nearest(conn, vector, SearchFilters(), version, dim, k)
+            seen = conn.execute("SHOW hnsw.ef_search").fetchone()[0]
+            sa_conn.rollback()
+        assert len(hits) == k
+        return seen
+
+    assert ef_search_seen(123, 10) == "123"
+    assert ef_search_seen(7, 10) == "10"
+    default = create_app(app_engine, filled_warehouse.settings.blob_root).state.search
+    assert default.tuning.ef_search == SearchTuning().ef_search
+
+
 def test_image_to_image_by_stored_image_and_by_upload(client, app_engine, filled_warehouse) -> None:
     with app_engine.connect() as conn:
         key, blob = conn.execute(text(
