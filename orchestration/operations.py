@@ -83,3 +83,11 @@ def last_failures(engine: Engine, limit: int = 10) -> list[tuple]:
     q = load_queries("operations.sql")
     with engine.connect() as conn:
         return [tuple(r) for r in conn.exec_driver_sql(q["last_failures"], {"limit": limit}).all()]
+
+
+def retryable_failed_images(engine: Engine, batch_keys: Sequence[str]) -> dict[str, int]:
+    """Batch → images that failed transiently (network, timeout, 429/5xx) and deserve another try."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(load_queries("operations.sql")["retryable_failed_images"],
+                                    {"batch_keys": list(batch_keys)}).all()
+    return {batch: n for batch, n in rows}

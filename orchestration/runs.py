@@ -12,7 +12,7 @@ import psutil
 from sqlalchemy.engine import Engine
 
 from assets.sources.batching import BatchAssignment, assign_batches, record_rejects
-from orchestration.operations import stamp_batches, unbatched_creators
+from orchestration.operations import retryable_failed_images, stamp_batches, unbatched_creators
 from creatorlens.settings import REPO_ROOT, Settings
 from assets.sources.parsing import SourceSnapshot
 from orchestration.observability import run_logger_config
@@ -79,11 +79,12 @@ def discover_batches(settings: Settings, instance: dg.DagsterInstance, batch_siz
 
 def materialize_batch(
     job: dg.JobDefinition, instance: dg.DagsterInstance, partition: str, *, log_level: str = "INFO",
-    log_format: str = "text",
+    log_format: str = "text", assets: list[dg.AssetKey] | None = None,
 ) -> BatchRun:
-    """Run ``job`` for one partition in this process, recorded in ``instance`` like any other run."""
+    """Run ``job`` (or only ``assets`` of it) for one partition in this process, recorded in ``instance``."""
     result = job.execute_in_process(
         partition_key=partition,
+        asset_selection=assets,
         instance=instance,
         tags=local_run_tags(),
         raise_on_error=False,
@@ -97,6 +98,8 @@ def materialize_batch(
     promoted = any(
         e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == PROMOTED_BATCH for e in result.all_events
     )
+    if assets is not None and PROMOTED_BATCH not in assets:  # a partial re-run of a promoted batch
+        promoted = result.success and not failed_checks
     return BatchRun(partition, result.run_id, result.success, promoted, failed_checks)
 
 
@@ -159,3 +162,47 @@ def reap_dead_runs(instance: dg.DagsterInstance) -> list[ReapedRun]:
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         reaped.append(ReapedRun(run.run_id, run.tags.get("dagster/partition"), pid))
     return reaped
+
+
+# ---- what needs running --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """One batch to run, why, and which assets (``None``: the whole job)."""
+
+    partition: str
+    reason: str
+    assets: list[dg.AssetKey] | None = None
+
+
+def plan_batches(instance: dg.DagsterInstance, asset_graph, engine: Engine, partitions: list[str]) -> list[BatchPlan]:
+    """What of ``partitions`` is missing or stale, in Dagster's own terms, in partition order:
+
+    * never promoted (no materialisation of ``warehouse/promoted_batch`` for it): the whole job;
+    * promoted, but an asset's code version (a model version, for model stages) differs from the
+      one its last materialisation of the batch ran with: that asset and what lies downstream;
+    * promoted, with images that failed transiently (network, timeout, 429/5xx): the whole job,
+      which fetches only those again (stored blobs are content-addressed and kept).
+
+    Up-to-date batches are left out: a plain ``creatorlens run`` after adding one creator runs one batch.
+    """
+    from orchestration.schedules import batch_pipeline_selection, changed_code_versions
+
+    promoted = instance.get_materialized_partitions(PROMOTED_BATCH)
+    done = [p for p in partitions if p in promoted]
+    pipeline = batch_pipeline_selection().resolve(asset_graph)
+    changed = changed_code_versions(instance, asset_graph, sorted(pipeline, key=str), done) if done else {}
+    retry = retryable_failed_images(engine, done) if done else {}
+    plans: list[BatchPlan] = []
+    for key in partitions:
+        if key not in promoted:
+            plans.append(BatchPlan(key, "not promoted yet"))
+        elif key in retry:
+            plans.append(BatchPlan(key, f"{retry[key]} image(s) failed transiently: fetching them again"))
+        elif changed.get(key):
+            stale = dg.AssetSelection.assets(*changed[key]).downstream().resolve(asset_graph) & pipeline
+            names = ", ".join(sorted(k.to_user_string() for k in changed[key]))
+            plans.append(BatchPlan(key, f"code version changed: {names}",
+                                   sorted(stale, key=lambda k: k.to_user_string())))
+    return plans

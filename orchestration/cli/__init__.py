@@ -95,8 +95,8 @@ def batch(ctx: click.Context, batch_size: int | None) -> None:
     )
 
 
-def run_batches(ctx: click.Context, partitions: list[str], log_level: str = "WARNING") -> dict[str, bool]:
-    """Materialise the ingest job for each partition against the real instance; success per key."""
+def run_batches(ctx: click.Context, plans: list, log_level: str = "WARNING") -> dict[str, bool]:
+    """Materialise the ingest job (or the planned assets of it) per batch against the real instance."""
     from orchestration.definitions import build_definitions
     from orchestration.jobs import INGEST_JOB
     from orchestration.runs import materialize_batch, reap_dead_runs
@@ -107,30 +107,60 @@ def run_batches(ctx: click.Context, partitions: list[str], log_level: str = "WAR
         click.echo(f"run {dead.run_id[:8]} ({dead.partition}): its process (pid {dead.pid}) is gone; marked failed")
     job = build_definitions(_settings(ctx)).resolve_job_def(INGEST_JOB)
     outcome: dict[str, bool] = {}
-    for key in partitions:
+    for i, plan in enumerate(plans, 1):
         started = time.perf_counter()
-        click.echo(f"▶ {INGEST_JOB} [{key}] …", nl=False)
-        run = materialize_batch(job, instance, key, log_level=log_level, log_format=_settings(ctx).log_format)
-        outcome[key] = run.success and run.promoted
+        what = "" if plan.assets is None else f" ({len(plan.assets)} assets)"
+        click.echo(f"▶ [{i}/{len(plans)}] {INGEST_JOB} [{plan.partition}]{what}: {plan.reason} …", nl=False)
+        run = materialize_batch(job, instance, plan.partition, log_level=log_level,
+                                log_format=_settings(ctx).log_format, assets=plan.assets)
+        outcome[plan.partition] = run.success and run.promoted
         status = "promoted" if run.promoted else "NOT promoted"
         extra = f" — failed checks: {', '.join(run.failed_checks)}" if run.failed_checks else ""
         click.echo(f" {status} in {time.perf_counter() - started:.1f}s (run {run.run_id[:8]}){extra}")
     return outcome
 
 
+def plan_runs(ctx: click.Context, partitions: list[str], everything: bool) -> list:
+    """Explicit partitions and ``--all`` run as asked; otherwise only what is missing or stale."""
+    from orchestration.definitions import build_definitions
+    from orchestration.runs import BatchPlan, plan_batches
+    from resources.warehouse import engine_from_settings
+
+    if everything:
+        return [BatchPlan(p, "--all") for p in partitions]
+    use_warehouse(ctx)
+    graph = build_definitions(_settings(ctx)).resolve_asset_graph()
+    plans = plan_batches(get_instance(ctx), graph, engine_from_settings(_settings(ctx)), partitions)
+    click.echo(f"{len(partitions) - len(plans)} of {len(partitions)} batches up to date; running {len(plans)}")
+    return plans
+
+
 @cli.command()
-@click.option("--partition", "partitions", multiple=True, help="Batch key(s); default: every batch.")
+@click.option("--partition", "partitions", multiple=True, help="Batch key(s) to run as they are (default: what is "
+              "missing or stale).")
+@click.option("--all", "everything", is_flag=True, help="Re-run every registered batch, up to date or not.")
 @click.option("--log-level", default="WARNING", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Dagster console log level.")
 @click.pass_context
-def run(ctx: click.Context, partitions: tuple[str, ...], log_level: str) -> None:
-    """Run the ingest job for batches (in this process, recorded in the Dagster instance)."""
-    from assets.common.partitions import CREATOR_BATCHES
+def run(ctx: click.Context, partitions: tuple[str, ...], everything: bool, log_level: str) -> None:
+    """Run the ingest job for the batches that need it (in this process, recorded in the Dagster instance).
 
-    keys = list(partitions) or list(get_instance(ctx).get_dynamic_partitions(CREATOR_BATCHES))
-    if not keys:
-        raise click.ClickException("no batches registered yet: run `creatorlens batch` first")
-    outcome = run_batches(ctx, keys, log_level)
+    Without options: batches never promoted, batches with transiently failed images, and the
+    stale assets of batches whose stage code version changed. --partition runs the named
+    batches in full; --all re-runs everything.
+    """
+    from assets.common.partitions import CREATOR_BATCHES
+    from orchestration.runs import BatchPlan
+
+    use_warehouse(ctx)
+    if partitions:
+        plans = [BatchPlan(p, "requested") for p in partitions]
+    else:
+        keys = list(get_instance(ctx).get_dynamic_partitions(CREATOR_BATCHES))
+        if not keys:
+            raise click.ClickException("no batches registered yet: run `creatorlens batch` first")
+        plans = plan_runs(ctx, keys, everything)
+    outcome = run_batches(ctx, plans, log_level)
     if not all(outcome.values()):
         sys.exit(1)
 
@@ -160,7 +190,7 @@ def demo(ctx: click.Context, batch_size: int) -> None:
     d = discover_batches(s, get_instance(ctx), batch_size)
     click.echo(f"{len(d.snapshot.creators)} creators, {len(d.snapshot.rejects)} rejected source records, "
                f"{len(d.assignment.all_batches)} batches")
-    outcome = run_batches(ctx, d.assignment.all_batches)
+    outcome = run_batches(ctx, plan_runs(ctx, d.assignment.all_batches, everything=False))
     ctx.invoke(summary)
     click.echo(f"\nDagster UI: `make ui` (DAGSTER_HOME={s.resolved_dagster_home})")
     if not all(outcome.values()):

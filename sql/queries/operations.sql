@@ -45,3 +45,15 @@ FROM image_flags f JOIN images i ON i.image_id = f.image_id
 WHERE f.resolved_at IS NULL
 GROUP BY i.batch_key
 ORDER BY i.batch_key;
+
+-- name: retryable_failed_images
+-- Per batch, images that failed for a reason a later try may not meet: the network, a timeout,
+-- or a server that said "later" (429, 502-504). `creatorlens run` re-runs such batches.
+SELECT batch_key, count(*) AS images
+FROM images
+WHERE status = 'failed'
+  AND batch_key = ANY(%(batch_keys)s)
+  AND (error_reason IN ('network_error', 'timeout')
+       OR (error_reason = 'http_error' AND error ~ 'HTTP (429|502|503|504) '))
+GROUP BY batch_key
+ORDER BY batch_key;
