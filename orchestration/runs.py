@@ -38,7 +38,8 @@ class BatchRun:
     run_id: str
     success: bool
     promoted: bool
-    failed_checks: list[str] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)  # ERROR severity: what blocked a promotion
+    warnings: list[str] = field(default_factory=list)  # WARN severity: e.g. a stage skipped for want of weights
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
@@ -90,17 +91,16 @@ def materialize_batch(
         raise_on_error=False,
         run_config={"loggers": run_logger_config(log_format, log_level)},
     )
-    failed_checks = [
-        e.asset_check_evaluation_data.check_name
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
-    ]
+    evaluations = [e.asset_check_evaluation_data for e in result.all_events
+                   if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed]
+    failed_checks = [ev.check_name for ev in evaluations if ev.severity == dg.AssetCheckSeverity.ERROR]
+    warnings = [ev.check_name for ev in evaluations if ev.severity != dg.AssetCheckSeverity.ERROR]
     promoted = any(
         e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key == PROMOTED_BATCH for e in result.all_events
     )
     if assets is not None and PROMOTED_BATCH not in assets:  # a partial re-run of a promoted batch
         promoted = result.success and not failed_checks
-    return BatchRun(partition, result.run_id, result.success, promoted, failed_checks)
+    return BatchRun(partition, result.run_id, result.success, promoted, failed_checks, warnings)
 
 
 # ---- runs whose process died ---------------------------------------------------------------

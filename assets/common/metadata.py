@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 import pandas as pd
+
+from assets.common.partitions import creator_batches
 
 from assets.common.promotion import PromotionResult
 from assets.common.quality import QualityReport
@@ -86,3 +89,30 @@ def promotion_metadata(result: PromotionResult, code_version: str) -> dict[str, 
         "rows_per_second": dg.MetadataValue.float(round(result.rows_per_second, 1)),
         "code_version": code_version,
     }
+
+
+Skip = tuple[str, str] | None  # (why the stage could not run, the command or setting that fixes it)
+
+
+def stage_ran_check(asset: dg.AssetKey, name: str, resource: str, skip: Callable[[Any], Skip],
+                    ran: str) -> dg.AssetChecksDefinition:
+    """A WARN check (never blocks) that fails while ``asset``'s stage cannot run for want of
+    configuration: no weights, no endpoint. A skipped stage materialises an empty, valid table,
+    so without it the UI would show a green materialisation with 0 rows and no hint why.
+
+    ``skip(resource)`` says why and what fixes it, or ``None`` when the stage runs.
+    """
+    # blocking=True like every check of the graph; a WARN failure never blocks anything downstream.
+    @dg.asset_check(asset=asset, name=name, partitions_def=creator_batches, required_resource_keys={resource},
+                    blocking=True, description="WARN when this stage could not run (missing weights or endpoint), with the reason "
+                                "and the command or setting that fixes it. Never blocks promotion.")
+    def _ran(context) -> dg.AssetCheckResult:  # noqa: ANN001 - Dagster reads no string annotation here
+        found = skip(getattr(context.resources, resource))
+        if found is None:
+            return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, description=ran)
+        reason, fix = found
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                   description=f"skipped: {reason}. To run it: {fix}",
+                                   metadata={"skipped": True, "skip_reason": reason, "fix": fix})
+
+    return _ran

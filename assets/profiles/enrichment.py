@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_PROFILES, check_result, preview_table, stopwatch, throughput_metadata
+from assets.common.metadata import Skip, stage_ran_check, BATCH_BACKFILL_POLICY, GROUP_PROFILES, check_result, preview_table, stopwatch, throughput_metadata
 from assets.profiles.filling import coverage, fill_creator
 from resources.profile_api import FetchStatus
 from creatorlens.fields import BIO_LIMIT
@@ -141,3 +141,15 @@ def enriched_profiles_valid(enriched_profiles: pd.DataFrame) -> dg.AssetCheckRes
             name="enriched_profiles",
         )
     )
+
+
+def profile_api_skip(profile_api: ProfileApi) -> Skip:
+    if profile_api.configured:
+        return None
+    return ("no profile API configured: creators pass through unenriched",
+            "set CREATORLENS_PROFILE_URL_TEMPLATE (and CREATORLENS_PROFILE_HEADERS)")
+
+
+enriched_profiles_ran = stage_ran_check(ENRICHED_PROFILES, "enriched_profiles_ran", "profile_api", profile_api_skip,
+                                        "the profile API is configured")
+

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_PROFILES, check_result, preview_table, reason_counts, stopwatch, throughput_metadata
+from assets.common.metadata import Skip, stage_ran_check, BATCH_BACKFILL_POLICY, GROUP_PROFILES, check_result, preview_table, reason_counts, stopwatch, throughput_metadata
 from creatorlens.fields import is_empty
 from assets.profiles.prompt import PROMPT_VERSION, CreatorProfile, build_messages, input_hash
 from assets.profiles.store import profile_state
@@ -223,3 +223,13 @@ def profile_embeddings_valid(profile_embeddings: pd.DataFrame) -> dg.AssetCheckR
             name="profile_embeddings",
         )
     )
+
+
+def llm_skip(llm: LlmClient) -> Skip:
+    if llm.configured:
+        return None
+    return "no LLM endpoint configured: no creator profiles are written", "set LLM_BASE_URL and LLM_MODEL (and LLM_API_KEY)"
+
+
+llm_profiles_ran = stage_ran_check(LLM_PROFILES, "llm_profiles_ran", "llm", llm_skip, "the LLM endpoint is configured")
+

@@ -18,7 +18,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GPU_POOL, GROUP_TAGGING, GROUP_WAREHOUSE, check_result, preview_table, reason_counts, stopwatch, throughput_metadata
+from assets.common.metadata import Skip, stage_ran_check, BATCH_BACKFILL_POLICY, GPU_POOL, GROUP_TAGGING, GROUP_WAREHOUSE, check_result, preview_table, reason_counts, stopwatch, throughput_metadata
 from assets.tagging.calibration import calibrate, png_markdown, pr_curve_png, read_labels_csv, report_markdown, results_frame
 from assets.common.quality import column, gxe, validate_frame
 from assets.tagging.store import promote_tags, upsert_taxonomy
@@ -422,3 +422,17 @@ def promoted_tags(
         "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
         "rows_per_second": dg.MetadataValue.float(round(result.rows_per_second, 1)),
     })
+
+
+def embedder_skip(models: ModelRegistry) -> Skip:
+    """Why ``images/embeddings`` (and the tags after it) cannot run now, or None."""
+    try:
+        models.spec(FAMILY)
+    except WeightsMissing:
+        return f"no weights for the {FAMILY} in the model cache", pull_command(FAMILY)
+    return None
+
+
+image_embeddings_ran = stage_ran_check(IMAGE_EMBEDDINGS, "image_embeddings_ran", "models", embedder_skip,
+                                       "the image embedder's weights are in the model cache")
+

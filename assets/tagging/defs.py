@@ -4,6 +4,7 @@ from assets.tagging.assets import (
     creator_tags,
     creator_tags_valid,
     image_embeddings,
+    image_embeddings_ran,
     image_embeddings_valid,
     image_tags,
     image_tags_valid,
@@ -13,4 +14,4 @@ from assets.tagging.assets import (
 )
 
 ASSETS = [tag_taxonomy, tag_thresholds, image_embeddings, image_tags, creator_tags, promoted_tags]
-CHECKS = [image_embeddings_valid, image_tags_valid, creator_tags_valid]
+CHECKS = [image_embeddings_valid, image_tags_valid, creator_tags_valid, image_embeddings_ran]

@@ -11,11 +11,11 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common.metadata import check_result
+from assets.common.metadata import Skip, check_result, stage_ran_check
 from assets.vision.common import BASE_COLUMNS, all_true, box_inside, coverage_expectations, in_unit_range, ok_images, per_image, safe_predict, scale_to_original, scan_images, stage_asset, stage_output, status_row
 from assets.common.quality import validate_frame
 from gpu_ops.faces import EMBEDDING_DIM, FaceBox, align_face, cluster_embeddings
-from gpu_ops.registry import WeightsMissing
+from gpu_ops.registry import WeightsMissing, pull_command
 from assets.common.partitions import creator_batches
 from resources.blobstore import BlobStore
 from resources.models import ModelRegistry
@@ -127,3 +127,18 @@ def faces_valid(faces: pd.DataFrame, creator_images: pd.DataFrame, vision: Visio
         gxe.ExpectColumnValuesToBeBetween(column="cluster_id", min_value=0),
     ]
     return check_result(validate_frame(frame, expectations, name="faces"))
+
+
+def face_embedder_skip(models: ModelRegistry) -> Skip:
+    """Why faces are stored without embeddings (and so without identity clusters) now, or None."""
+    try:
+        models.spec("face_embedder")
+    except WeightsMissing:
+        return "no weights for the face_embedder: faces are detected but not embedded or clustered", \
+            pull_command("face_embedder")
+    return None
+
+
+faces_ran = stage_ran_check(FACES, "faces_embedded", "models", face_embedder_skip,
+                            "the face embedder's weights are in the model cache")
+

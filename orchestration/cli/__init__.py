@@ -116,6 +116,7 @@ def run_batches(ctx: click.Context, plans: list, log_level: str = "WARNING") -> 
         outcome[plan.partition] = run.success and run.promoted
         status = "promoted" if run.promoted else "NOT promoted"
         extra = f" — failed checks: {', '.join(run.failed_checks)}" if run.failed_checks else ""
+        extra += f" — warnings: {', '.join(run.warnings)}" if run.warnings else ""
         click.echo(f" {status} in {time.perf_counter() - started:.1f}s (run {run.run_id[:8]}){extra}")
     return outcome
 
@@ -169,11 +170,12 @@ def run(ctx: click.Context, partitions: tuple[str, ...], everything: bool, log_l
 @click.pass_context
 def summary(ctx: click.Context) -> None:
     """Rows per table, duplicates found, and failures with their reasons."""
-    from orchestration.cli.report import warehouse_summary
+    from orchestration.cli.report import stage_skips, warehouse_summary
     from resources.warehouse import engine_from_settings
 
     use_warehouse(ctx)
-    click.echo(warehouse_summary(engine_from_settings(_settings(ctx))))
+    s = _settings(ctx)
+    click.echo(warehouse_summary(engine_from_settings(s), skips=stage_skips(s)))
 
 
 @cli.command()

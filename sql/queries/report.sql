@@ -32,3 +32,21 @@ SELECT cb.batch_key, count(*) AS creators, max(p.promoted_at) AS last_promoted
 FROM creator_batches cb
 LEFT JOIN promotions p ON p.batch_key = cb.batch_key
 GROUP BY cb.batch_key ORDER BY cb.batch_key;
+
+-- name: stage_rows
+-- Rows each stage has put in the warehouse, in pipeline order (the summary's "stages" table).
+SELECT * FROM (VALUES
+    ('sources', 'creators, posts', (SELECT count(*) FROM creators) + (SELECT count(*) FROM posts)),
+    ('images', 'ok images', (SELECT count(*) FROM images WHERE status = 'ok')),
+    ('duplicates', 'pairs', (SELECT count(*) FROM image_duplicates)),
+    ('vision: persons', 'persons', (SELECT count(*) FROM persons)),
+    ('vision: ocr', 'text lines', (SELECT count(*) FROM ocr_texts)),
+    ('vision: faces', 'faces', (SELECT count(*) FROM faces)),
+    ('face embeddings', 'embedded faces', (SELECT count(*) FROM faces WHERE embedding IS NOT NULL)),
+    ('embeddings', 'image embeddings', (SELECT count(*) FROM image_embeddings)),
+    ('tags', 'image tags', (SELECT count(*) FROM image_tags)),
+    ('creator tags', 'creator tags', (SELECT count(*) FROM creator_tags)),
+    ('enrichment', 'creators enriched', (SELECT count(*) FROM creators WHERE enriched_at IS NOT NULL)),
+    ('llm profiles', 'profiles', (SELECT count(*) FROM creator_profiles)),
+    ('profile embeddings', 'embeddings', (SELECT count(*) FROM profile_embeddings))
+) AS s (stage, what, rows_);
