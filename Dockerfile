@@ -3,7 +3,8 @@
 # The NVIDIA driver comes from the host through the container toolkit, not from this image.
 FROM python:3.11-slim
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DAGSTER_HOME=/opt/dagster/home
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DAGSTER_HOME=/opt/dagster/home \
+    YOLO_CONFIG_DIR=/opt/dagster/home/ultralytics YOLO_OFFLINE=1 YOLO_AUTOINSTALL=false
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential libgl1 libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/creatorlens
