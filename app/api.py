@@ -20,6 +20,7 @@ from app import queries
 from app.deps import Conn, Reviewer, Viewer, driver
 from app.search import MODES, SearchFilters
 from assets.tagging import review
+
 router = APIRouter(prefix="/api")
 
 # Tag names as typed: the rule for new tags (lowercase letters, digits, spaces, hyphens) plus the

@@ -26,8 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from resources.profile_api import FetchStatus
-from resources.profile_api import ProfileCache, ProfileClient, ProfileClientConfig  # noqa: E402
+from resources.profile_api import FetchStatus, ProfileCache, ProfileClient, ProfileClientConfig  # noqa: E402
 from tests.support.profile_server import FakeProfileApi, Faults, serve_profiles  # noqa: E402
 
 FINAL_BEHAVIOURS = {"ok", "html"}  # answers after which a username must never be asked again

@@ -76,8 +76,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.search import HybridSearch, SearchFilters, SearchTuning  # noqa: E402
 from assets.common.promotion import copy_rows  # noqa: E402
 from assets.tagging.search import ensure_vector_types  # noqa: E402
-from bench.vector_search import CountingVectors, clustered  # noqa: E402
-from creatorlens.queries import load_queries  # noqa: E402
 from assets.tagging.store import (  # noqa: E402
     DEFAULT_HNSW_EF_CONSTRUCTION,
     DEFAULT_HNSW_M,
@@ -85,6 +83,8 @@ from assets.tagging.store import (  # noqa: E402
     ensure_embedding_model,
     vector_index_name,
 )
+from bench.vector_search import CountingVectors, clustered  # noqa: E402
+from creatorlens.queries import load_queries  # noqa: E402
 from resources.warehouse import apply_migrations, embedded_server, get_engine  # noqa: E402
 
 VERSION = "bench/search@1"

@@ -29,10 +29,10 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from assets.common.partitions import CREATOR_BATCHES  # noqa: E402
 from assets.sources.sample_data import write_creators_csv  # noqa: E402
 from creatorlens.settings import REPO_ROOT, Settings  # noqa: E402
 from orchestration.definitions import build_definitions  # noqa: E402
-from assets.common.partitions import CREATOR_BATCHES  # noqa: E402
 from orchestration.sensors import NEW_CREATOR_SENSOR  # noqa: E402
 from resources.warehouse import embedded_server, normalise_url  # noqa: E402
 

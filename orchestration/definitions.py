@@ -9,14 +9,14 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.images import defs as images
+from assets.images.config import IngestConfig
 from assets.profiles import defs as profiles
 from assets.sources import defs as sources
 from assets.tagging import defs as tagging
-from assets.vision import defs as vision
-from assets.warehouse import defs as warehouse
-from assets.images.config import IngestConfig
 from assets.tagging.config import TaggingConfig
+from assets.vision import defs as vision
 from assets.vision.config import VisionConfig
+from assets.warehouse import defs as warehouse
 from creatorlens.settings import Settings, get_settings
 from orchestration.jobs import calibrate_tags_job, executor_for, ingest_batch_job
 from orchestration.locations import for_location

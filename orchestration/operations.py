@@ -12,8 +12,8 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from creatorlens.queries import load_queries
 from creatorlens.fields import PLATFORM
+from creatorlens.queries import load_queries
 
 MAX_ERROR_CHARS = 4000
 

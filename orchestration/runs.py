@@ -11,16 +11,16 @@ import dagster as dg
 import psutil
 from sqlalchemy.engine import Engine
 
-from assets.sources.batching import BatchAssignment, assign_batches, record_rejects
-from orchestration.operations import retryable_failed_images, stamp_batches, unbatched_creators
-from creatorlens.settings import REPO_ROOT, Settings
-from assets.sources.parsing import SourceSnapshot
-from orchestration.observability import run_logger_config
+from assets.common.keys import PROMOTED_BATCH
 from assets.common.partitions import register_batches
+from assets.sources.assets import load_snapshot
+from assets.sources.batching import BatchAssignment, assign_batches, record_rejects
+from assets.sources.parsing import SourceSnapshot
+from creatorlens.settings import REPO_ROOT, Settings
+from orchestration.observability import run_logger_config
+from orchestration.operations import retryable_failed_images, stamp_batches, unbatched_creators
 from resources.sources import SourceFiles
 from resources.warehouse import engine_from_settings
-from assets.common.keys import PROMOTED_BATCH
-from assets.sources.assets import load_snapshot
 
 LOCAL_DAGSTER_YAML = REPO_ROOT / "dagster.yaml"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable
-from typing import Self
 from datetime import datetime, timezone
+from typing import Self
 
 import httpx
 import tenacity

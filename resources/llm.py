@@ -24,8 +24,8 @@ import dagster as dg
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from resources.http import HttpClientOwner, http_retrying, raise_for_retryable
 from creatorlens.settings import Settings, env_secret
+from resources.http import HttpClientOwner, http_retrying, raise_for_retryable
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -30,8 +30,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -41,10 +41,9 @@ import httpx
 import tenacity
 from pydantic import Field
 
-from resources.http import NETWORK_ERRORS, HttpClientOwner, RetryableHttpError, retry_after_seconds
-from creatorlens.settings import Settings, env_secret
 from creatorlens.fields import BIO_LIMIT, PLATFORM, clean_bio, dig, parse_count
-
+from creatorlens.settings import Settings, env_secret
+from resources.http import NETWORK_ERRORS, HttpClientOwner, RetryableHttpError, retry_after_seconds
 
 # ---- what an answer of the profile API means (Instagram web_profile_info by default)
 

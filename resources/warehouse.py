@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import logging
+import os
 import re
 import threading
 from collections.abc import Iterator

@@ -12,7 +12,6 @@ import dagster as dg
 import pandas as pd
 
 from assets.common.partitions import creator_batches
-
 from assets.common.promotion import PromotionResult
 from assets.common.quality import QualityReport
 

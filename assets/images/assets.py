@@ -16,15 +16,23 @@ import dagster as dg
 import httpx
 import pandas as pd
 
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_INGEST, NETWORK_RETRY_POLICY, check_result, reason_counts, stopwatch, throughput_metadata
-from assets.images.imaging import ImageError, ImageLimits, ProcessedImage, fetch_bytes_retrying, process_image_bytes
-from assets.common.promotion import IMAGE_COLUMNS
-from assets.common.quality import validate_frame, column, gxe
-from gpu_ops.prefetch import prefetch_map
-from assets.common.partitions import creator_batches
-from resources.blobstore import BlobStore
-from assets.images.config import IngestConfig
 from assets.common.keys import CREATOR_IMAGES, RAW_POSTS
+from assets.common.metadata import (
+    BATCH_BACKFILL_POLICY,
+    GROUP_INGEST,
+    NETWORK_RETRY_POLICY,
+    check_result,
+    reason_counts,
+    stopwatch,
+    throughput_metadata,
+)
+from assets.common.partitions import creator_batches
+from assets.common.promotion import IMAGE_COLUMNS
+from assets.common.quality import column, gxe, validate_frame
+from assets.images.config import IngestConfig
+from assets.images.imaging import ImageError, ImageLimits, ProcessedImage, fetch_bytes_retrying, process_image_bytes
+from gpu_ops.prefetch import prefetch_map
+from resources.blobstore import BlobStore
 
 _EXT = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "HEIF": "heic", "MPO": "jpg", "BMP": "bmp", "TIFF": "tif"}
 PROGRESS_EVERY = 100

@@ -7,14 +7,21 @@ Compared within the batch and against every ok image of other batches already pr
 import dagster as dg
 import pandas as pd
 
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_INGEST, check_result, preview_table, stopwatch, throughput_metadata
+from assets.common.keys import CREATOR_IMAGES, IMAGE_DUPLICATES
+from assets.common.metadata import (
+    BATCH_BACKFILL_POLICY,
+    GROUP_INGEST,
+    check_result,
+    preview_table,
+    stopwatch,
+    throughput_metadata,
+)
+from assets.common.partitions import creator_batches
+from assets.common.quality import gxe, validate_frame
+from assets.images.config import IngestConfig
 from assets.images.pdq import near_duplicate_pairs
 from creatorlens.queries import load_queries
-from assets.common.quality import validate_frame, gxe
-from assets.common.partitions import creator_batches
-from assets.images.config import IngestConfig
 from resources.warehouse import Warehouse
-from assets.common.keys import CREATOR_IMAGES, IMAGE_DUPLICATES
 
 HASH_COLUMNS = ["image_key", "sha256", "pdq_hash", "pdq_quality"]
 

@@ -18,8 +18,8 @@ from urllib.request import url2pathname
 import httpx
 import numpy as np
 import pdqhash
-from PIL import Image, ImageOps, UnidentifiedImageError
 import tenacity
+from PIL import Image, ImageOps, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
 from resources.http import retry_after_seconds, wait_retry_after

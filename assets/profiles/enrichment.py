@@ -15,16 +15,23 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from assets.common.metadata import Skip, stage_ran_check, BATCH_BACKFILL_POLICY, GROUP_PROFILES, check_result, preview_table, stopwatch, throughput_metadata
-from assets.profiles.filling import coverage, fill_creator
-from resources.profile_api import FetchStatus
-from creatorlens.fields import BIO_LIMIT
-from assets.common.promotion import CREATOR_COLUMNS
-from assets.common.quality import validate_frame, gxe
-from creatorlens.fields import USERNAME_PATTERN
-from assets.common.partitions import creator_batches
-from resources.profile_api import ProfileApi, ProfileResult
 from assets.common.keys import ENRICHED_PROFILES, RAW_PROFILES
+from assets.common.metadata import (
+    BATCH_BACKFILL_POLICY,
+    GROUP_PROFILES,
+    Skip,
+    check_result,
+    preview_table,
+    stage_ran_check,
+    stopwatch,
+    throughput_metadata,
+)
+from assets.common.partitions import creator_batches
+from assets.common.promotion import CREATOR_COLUMNS
+from assets.common.quality import gxe, validate_frame
+from assets.profiles.filling import coverage, fill_creator
+from creatorlens.fields import BIO_LIMIT, USERNAME_PATTERN
+from resources.profile_api import FetchStatus, ProfileApi, ProfileResult
 
 ENRICHED_COLUMNS = (*CREATOR_COLUMNS, "enrich_status", "enriched_fields", "enriched_at")
 LOG_EVERY_S = 30

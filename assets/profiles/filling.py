@@ -12,7 +12,6 @@ from typing import Any
 
 from creatorlens.fields import is_empty
 
-
 # Fields the enrichment may fill on a creator row, in report order. Never overwritten when set.
 FILL_FIELDS = ("category", "bio", "full_name", "followers", "is_business", "is_verified")
 # The two fields the coverage report's "net profiles gained" counts.

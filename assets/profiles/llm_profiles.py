@@ -20,18 +20,28 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from assets.common.metadata import Skip, stage_ran_check, BATCH_BACKFILL_POLICY, GROUP_PROFILES, check_result, preview_table, reason_counts, stopwatch, throughput_metadata
-from creatorlens.fields import is_empty
+from assets.common.keys import ENRICHED_PROFILES, LLM_PROFILES, PROFILE_EMBEDDINGS, RAW_POSTS
+from assets.common.metadata import (
+    BATCH_BACKFILL_POLICY,
+    GROUP_PROFILES,
+    Skip,
+    check_result,
+    preview_table,
+    reason_counts,
+    stage_ran_check,
+    stopwatch,
+    throughput_metadata,
+)
+from assets.common.partitions import creator_batches
+from assets.common.quality import column, gxe, validate_frame
 from assets.profiles.prompt import PROMPT_VERSION, CreatorProfile, build_messages, input_hash
 from assets.profiles.store import profile_state
-from assets.common.quality import validate_frame, column, gxe
+from creatorlens.fields import is_empty
 from gpu_ops.prefetch import prefetch_map
 from gpu_ops.text_embed import DIM
-from assets.common.partitions import creator_batches
 from resources.llm import LlmClient
 from resources.text_models import TextEmbeddings
 from resources.warehouse import Warehouse
-from assets.common.keys import ENRICHED_PROFILES, LLM_PROFILES, PROFILE_EMBEDDINGS, RAW_POSTS
 
 LLM_COLUMNS = ("platform", "username", "status", "error", "profile", "persona", "topics", "model",
                "prompt_version", "input_hash", "captions_used", "prompt_chars", "requests", "repaired", "generated_at")

@@ -11,12 +11,11 @@ import dagster as dg
 import pandas as pd
 
 import creatorlens
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE
-from assets.profiles.store import profile_json, promote_profiles
-from assets.common.partitions import creator_batches
-from resources.warehouse import Warehouse
 from assets.common.keys import ENRICHED_PROFILES, LLM_PROFILES, PROFILE_EMBEDDINGS, PROMOTED_BATCH, PROMOTED_PROFILES
-
+from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE
+from assets.common.partitions import creator_batches
+from assets.profiles.store import profile_json, promote_profiles
+from resources.warehouse import Warehouse
 
 
 @dg.asset(

@@ -19,8 +19,8 @@ import psycopg
 from sqlalchemy.engine import Engine
 
 from assets.common.promotion import copy_rows, frame_rows
-from creatorlens.queries import load_queries
 from creatorlens.fields import PLATFORM
+from creatorlens.queries import load_queries
 
 ENRICHMENT_COLUMNS = ("platform", "username", "bio", "category", "full_name", "followers", "is_business",
                       "is_verified", "enrich_status", "enriched_fields", "enriched_at")

@@ -12,17 +12,24 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_INGEST, check_result, preview_table, reason_counts, stopwatch, throughput_metadata
+from assets.common.keys import RAW_POSTS, RAW_PROFILES
+from assets.common.metadata import (
+    BATCH_BACKFILL_POLICY,
+    GROUP_INGEST,
+    check_result,
+    preview_table,
+    reason_counts,
+    stopwatch,
+    throughput_metadata,
+)
+from assets.common.partitions import creator_batches
+from assets.common.promotion import CREATOR_COLUMNS, POST_COLUMNS
+from assets.common.quality import gxe, validate_frame
 from assets.sources.batching import batch_members
 from assets.sources.parsing import SourceSnapshot, load_sources, read_stored_responses
-from assets.common.promotion import CREATOR_COLUMNS, POST_COLUMNS
-from assets.common.quality import validate_frame, gxe
 from creatorlens.fields import USERNAME_PATTERN
-from assets.common.partitions import creator_batches
 from resources.sources import SourceFiles
 from resources.warehouse import Warehouse
-from assets.common.keys import RAW_POSTS, RAW_PROFILES
-
 
 
 def load_snapshot(sources: SourceFiles) -> SourceSnapshot:

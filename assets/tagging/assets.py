@@ -18,21 +18,56 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common.metadata import Skip, stage_ran_check, BATCH_BACKFILL_POLICY, GPU_POOL, GROUP_TAGGING, GROUP_WAREHOUSE, check_result, preview_table, reason_counts, stopwatch, throughput_metadata
-from assets.tagging.calibration import calibrate, png_markdown, pr_curve_png, read_labels_csv, report_markdown, results_frame
+from assets.common.keys import (
+    CREATOR_IMAGES,
+    CREATOR_TAGS,
+    IMAGE_EMBEDDINGS,
+    IMAGE_TAGS,
+    PROMOTED_BATCH,
+    PROMOTED_TAGS,
+    TAG_TAXONOMY,
+    TAG_THRESHOLDS,
+)
+from assets.common.metadata import (
+    BATCH_BACKFILL_POLICY,
+    GPU_POOL,
+    GROUP_TAGGING,
+    GROUP_WAREHOUSE,
+    Skip,
+    check_result,
+    preview_table,
+    reason_counts,
+    stage_ran_check,
+    stopwatch,
+    throughput_metadata,
+)
+from assets.common.partitions import creator_batches
 from assets.common.quality import column, gxe, validate_frame
+from assets.tagging.calibration import (
+    calibrate,
+    png_markdown,
+    pr_curve_png,
+    read_labels_csv,
+    report_markdown,
+    results_frame,
+)
+from assets.tagging.config import TaggingConfig
+from assets.tagging.scoring import (
+    CREATOR_TAG_COLUMNS,
+    EMBEDDING_COLUMNS,
+    TAG_COLUMNS,
+    creator_tag_rows,
+    empty_frame,
+    tag_images,
+)
 from assets.tagging.store import promote_tags, upsert_taxonomy
-from assets.tagging.scoring import CREATOR_TAG_COLUMNS, EMBEDDING_COLUMNS, TAG_COLUMNS, creator_tag_rows, empty_frame, tag_images
 from assets.tagging.thresholds import calibrated_thresholds, labelled_scores, write_thresholds
 from gpu_ops.embeddings import ImageEmbedder
 from gpu_ops.loader import decode_rgb, image_batches
 from gpu_ops.registry import WeightsMissing, pull_command
-from assets.common.partitions import creator_batches
 from resources.blobstore import BlobStore
 from resources.models import ModelRegistry
-from assets.tagging.config import TaggingConfig
 from resources.warehouse import Warehouse
-from assets.common.keys import CREATOR_IMAGES, CREATOR_TAGS, IMAGE_EMBEDDINGS, IMAGE_TAGS, PROMOTED_BATCH, PROMOTED_TAGS, TAG_TAXONOMY, TAG_THRESHOLDS
 
 GROUP_TAXONOMY = "taxonomy"
 FAMILY = "image_embedder"

@@ -8,8 +8,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets.tagging.search import SearchSettings
-from creatorlens.settings import FromSettings, Settings, knob
 from assets.tagging.taxonomy import Taxonomy, load_taxonomy
+from creatorlens.settings import FromSettings, Settings, knob
 
 _cache_lock = threading.Lock()
 _taxonomies: dict[tuple[str, int, int], Taxonomy] = {}

@@ -24,8 +24,8 @@ from datetime import datetime
 
 import psycopg
 
-from creatorlens.queries import load_queries
 from assets.tagging.taxonomy import refused_terms
+from creatorlens.queries import load_queries
 
 QUERIES = "review.sql"
 

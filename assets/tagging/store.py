@@ -21,10 +21,10 @@ from pgvector import HalfVector
 from psycopg import sql as pgsql
 
 from assets.common.promotion import PromotionResult, copy_rows, frame_rows
-from creatorlens.queries import load_queries
-from assets.tagging.search import ensure_vector_types
 from assets.tagging.scoring import images_analysed
+from assets.tagging.search import ensure_vector_types
 from assets.tagging.taxonomy import Taxonomy
+from creatorlens.queries import load_queries
 
 QUERIES = "promote_tags.sql"
 DEFAULT_HNSW_M = 16

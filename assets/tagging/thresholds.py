@@ -7,11 +7,11 @@ import pandas as pd
 import psycopg
 
 from assets.tagging.calibration import CALIBRATED, ThresholdResult
-from creatorlens.queries import load_queries
+from assets.tagging.scoring import prompt_bank, score_images
 from assets.tagging.search import ensure_vector_types
 from assets.tagging.store import upsert_taxonomy
-from assets.tagging.scoring import prompt_bank, score_images
 from assets.tagging.taxonomy import Taxonomy
+from creatorlens.queries import load_queries
 from gpu_ops.embeddings import ImageEmbedder
 
 QUERIES = "tagging.sql"

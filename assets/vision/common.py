@@ -16,13 +16,19 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GPU_POOL, GROUP_VISION, reason_counts, stopwatch, throughput_metadata
+from assets.common.metadata import (
+    BATCH_BACKFILL_POLICY,
+    GPU_POOL,
+    GROUP_VISION,
+    reason_counts,
+    stopwatch,
+    throughput_metadata,
+)
+from assets.common.partitions import creator_batches
+from assets.vision.config import VisionConfig
 from gpu_ops.base import ModelBackend
 from gpu_ops.loader import decode_rgb, image_batches
-from assets.common.partitions import creator_batches
 from resources.blobstore import BlobStore
-from assets.vision.config import VisionConfig
-
 
 BASE_COLUMNS = ["image_key", "platform", "username", "status", "reason", "error"]
 PROGRESS_SECONDS = 30

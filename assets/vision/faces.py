@@ -11,16 +11,30 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from assets.common.keys import CREATOR_IMAGES, FACES
 from assets.common.metadata import Skip, check_result, stage_ran_check
-from assets.vision.common import BASE_COLUMNS, all_true, box_inside, coverage_expectations, in_unit_range, ok_images, per_image, safe_predict, scale_to_original, scan_images, stage_asset, stage_output, status_row
+from assets.common.partitions import creator_batches
 from assets.common.quality import validate_frame
+from assets.vision.common import (
+    BASE_COLUMNS,
+    all_true,
+    box_inside,
+    coverage_expectations,
+    in_unit_range,
+    ok_images,
+    per_image,
+    safe_predict,
+    scale_to_original,
+    scan_images,
+    stage_asset,
+    stage_output,
+    status_row,
+)
+from assets.vision.config import VisionConfig
 from gpu_ops.faces import EMBEDDING_DIM, FaceBox, align_face, cluster_embeddings
 from gpu_ops.registry import WeightsMissing, pull_command
-from assets.common.partitions import creator_batches
 from resources.blobstore import BlobStore
 from resources.models import ModelRegistry
-from assets.vision.config import VisionConfig
-from assets.common.keys import CREATOR_IMAGES, FACES
 
 FACE_COLUMNS = [
     *BASE_COLUMNS, "face_idx", "x1", "y1", "x2", "y2", "score", "keypoints", "embedding", "embedding_model",

@@ -12,13 +12,13 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_VISION, check_result, stopwatch, throughput_metadata
-from assets.vision.common import coverage_expectations, in_unit_range
-from assets.common.quality import validate_frame
-from gpu_ops.features import FRAMINGS, RULES_VERSION, SHOT_TYPES, PersonObservation, image_features
-from assets.common.partitions import creator_batches
-from assets.vision.config import VisionConfig
 from assets.common.keys import CREATOR_IMAGES, FACES, IMAGE_FEATURES, KEYPOINTS, OCR, PERSONS
+from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_VISION, check_result, stopwatch, throughput_metadata
+from assets.common.partitions import creator_batches
+from assets.common.quality import validate_frame
+from assets.vision.common import coverage_expectations, in_unit_range
+from assets.vision.config import VisionConfig
+from gpu_ops.features import FRAMINGS, RULES_VERSION, SHOT_TYPES, PersonObservation, image_features
 
 FEATURE_COLUMNS = [
     "image_key", "platform", "username", "status", "reason", "persons_status", "persons_reason", "faces_status",

@@ -6,15 +6,27 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from assets.common.keys import CREATOR_IMAGES, OCR
 from assets.common.metadata import check_result
-from assets.vision.common import BASE_COLUMNS, all_true, coverage_expectations, in_unit_range, ok_images, per_image, scale_to_original, scan_images, stage_asset, stage_output, status_row
-from assets.common.quality import validate_frame
-from gpu_ops.ocr import TextLine
 from assets.common.partitions import creator_batches
+from assets.common.quality import validate_frame
+from assets.vision.common import (
+    BASE_COLUMNS,
+    all_true,
+    coverage_expectations,
+    in_unit_range,
+    ok_images,
+    per_image,
+    scale_to_original,
+    scan_images,
+    stage_asset,
+    stage_output,
+    status_row,
+)
+from assets.vision.config import VisionConfig
+from gpu_ops.ocr import TextLine
 from resources.blobstore import BlobStore
 from resources.models import ModelRegistry
-from assets.vision.config import VisionConfig
-from assets.common.keys import CREATOR_IMAGES, OCR
 
 OCR_COLUMNS = [*BASE_COLUMNS, "line_idx", "text", "confidence", "box", "image_width", "image_height", "model_version"]
 

@@ -14,17 +14,31 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from assets.common.keys import CREATOR_IMAGES, KEYPOINTS, PERSONS
 from assets.common.metadata import check_result
-from assets.vision.common import BASE_COLUMNS, all_true, box_inside, coverage_expectations, in_unit_range, ok_images, per_image, safe_predict, scale_to_original, scan_images, stage_asset, stage_output, status_row
+from assets.common.partitions import creator_batches
 from assets.common.quality import validate_frame
+from assets.vision.common import (
+    BASE_COLUMNS,
+    all_true,
+    box_inside,
+    coverage_expectations,
+    in_unit_range,
+    ok_images,
+    per_image,
+    safe_predict,
+    scale_to_original,
+    scan_images,
+    stage_asset,
+    stage_output,
+    status_row,
+)
+from assets.vision.config import VisionConfig
 from gpu_ops.detection import PersonBox
 from gpu_ops.pose import N_LANDMARKS, Pose
 from gpu_ops.segmentation import Silhouette
-from assets.common.partitions import creator_batches
 from resources.blobstore import BlobStore
 from resources.models import ModelRegistry
-from assets.vision.config import VisionConfig
-from assets.common.keys import CREATOR_IMAGES, KEYPOINTS, PERSONS
 
 PERSON_COLUMNS = [
     *BASE_COLUMNS, "person_idx", "x1", "y1", "x2", "y2", "score", "crop_x1", "crop_y1", "crop_x2", "crop_y2",

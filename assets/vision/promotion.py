@@ -9,12 +9,11 @@ import dagster as dg
 import pandas as pd
 
 import creatorlens
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE, promotion_metadata
-from assets.vision.store import promote_vision, warehouse_frames
-from assets.common.partitions import creator_batches
-from resources.warehouse import Warehouse
 from assets.common.keys import FACES, IMAGE_FEATURES, KEYPOINTS, OCR, PERSONS, PROMOTED_BATCH, VISION_PROMOTED
-
+from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE, promotion_metadata
+from assets.common.partitions import creator_batches
+from assets.vision.store import promote_vision, warehouse_frames
+from resources.warehouse import Warehouse
 
 
 @dg.asset(

@@ -9,12 +9,11 @@ import dagster as dg
 import pandas as pd
 
 import creatorlens
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE, promotion_metadata
-from assets.common.promotion import promote
-from assets.common.partitions import creator_batches
-from resources.warehouse import Warehouse
 from assets.common.keys import CREATOR_IMAGES, IMAGE_DUPLICATES, PROMOTED_BATCH, RAW_POSTS, RAW_PROFILES
-
+from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE, promotion_metadata
+from assets.common.partitions import creator_batches
+from assets.common.promotion import promote
+from resources.warehouse import Warehouse
 
 
 @dg.asset(

@@ -201,8 +201,8 @@ def demo(ctx: click.Context, batch_size: int) -> None:
 
 def _register_groups() -> None:
     from orchestration.cli.app import app_group
-    from orchestration.cli.models import models
     from orchestration.cli.enrich import enrich_command
+    from orchestration.cli.models import models
     from orchestration.cli.ui import ui
 
     cli.add_command(models)

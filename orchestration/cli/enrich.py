@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from assets.profiles.filling import FILL_FIELDS, CoverageReport, coverage, fill_creator
-from resources.profile_api import FetchStatus
 from assets.sources.parsing import DEFAULT_HEADER_MAP, _resolve_columns
 from creatorlens.fields import normalise_username
+from resources.profile_api import FetchStatus
 
 if TYPE_CHECKING:
     from resources.profile_api import ProfileClient, ProfileResult

@@ -52,8 +52,8 @@ def pull_models(ctx: click.Context, families: tuple[str, ...], backend: str | No
 
     Needs internet (GitHub releases, Hugging Face). Run it once; later runs skip complete pulls.
     """
-    from resources.model_pull import PullError, pull
     from gpu_ops.registry import CATALOG, get_spec
+    from resources.model_pull import PullError, pull
 
     cache = _cache(ctx)
     names = families or tuple(CATALOG)

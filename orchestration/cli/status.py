@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import click
+from tabulate import tabulate
 
 from orchestration.cli.warehouse import use_warehouse
-from tabulate import tabulate
 
 STATES = ("unregistered", "registered", "queued", "running", "materialised", "promoted", "failed")
 RECENT_RUNS = 5000
@@ -64,9 +64,9 @@ def batch_state(
 def collect_status(engine, instance) -> list[BatchStatus]:
     import dagster as dg
 
+    from assets.common.partitions import CREATOR_BATCHES
     from assets.sources.assets import RAW_PROFILES
     from orchestration.operations import batch_states
-    from assets.common.partitions import CREATOR_BATCHES
 
     registered = set(instance.get_dynamic_partitions(CREATOR_BATCHES))
     materialised = instance.get_materialized_partitions(RAW_PROFILES)

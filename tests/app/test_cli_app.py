@@ -9,9 +9,9 @@ from sqlalchemy import text
 
 from app.auth import ensure_first_user, verify_password
 from app.main import create_app
+from creatorlens.settings import Settings
 from orchestration.cli import cli
 from orchestration.cli.app import load_query_embedder
-from creatorlens.settings import Settings
 from tests.app.conftest import bearer
 
 

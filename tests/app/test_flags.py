@@ -8,9 +8,9 @@ import dagster as dg
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from assets.common.partitions import creator_batches
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB
-from assets.common.partitions import creator_batches
 from orchestration.runs import materialize_batch
 from orchestration.sensors import FLAGGED_IMAGES_SENSOR, flagged_images_sensor
 from resources.warehouse import Warehouse

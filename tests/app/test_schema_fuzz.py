@@ -13,7 +13,6 @@ from sqlalchemy import text
 from app.main import create_app
 from tests.app.conftest import bearer
 
-
 FUZZ = settings(max_examples=15, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.filter_too_much])

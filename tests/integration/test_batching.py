@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from assets.common.partitions import CREATOR_BATCHES, register_batches
 from assets.sources.batching import assign_batches, batch_members, batch_sizes, record_rejects
 from assets.sources.parsing import Reject
-from assets.common.partitions import CREATOR_BATCHES, register_batches
 
 
 def test_assigns_new_creators_to_fresh_batches_and_is_idempotent(engine, dagster_instance):

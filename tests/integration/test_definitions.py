@@ -9,10 +9,10 @@ import sys
 import dagster as dg
 
 from assets.common.metadata import BATCH_GROUPS
+from assets.common.partitions import CREATOR_BATCHES
 from creatorlens.settings import REPO_ROOT, Settings
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB
-from assets.common.partitions import CREATOR_BATCHES
 from orchestration.runs import prepare_dagster_home
 
 EXPECTED_ASSETS = {

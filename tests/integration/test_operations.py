@@ -13,13 +13,13 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from orchestration.cli import cli
-from orchestration.operations import last_failures
 from assets.sources.sample_data import write_creators_csv
 from creatorlens.settings import Settings
+from orchestration.cli import cli
 from orchestration.cli.status import batch_state, collect_status
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB
+from orchestration.operations import last_failures
 from orchestration.runs import discover_batches, local_instance, materialize_batch
 from orchestration.sensors import BATCH_FAILURE_SENSOR, batch_failure_sensor
 from resources.warehouse import Warehouse

@@ -12,9 +12,16 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from assets.profiles.store import ENRICHMENT_COLUMNS, PROFILE_COLUMNS, promote_profiles, similar_creators, similar_to_vector
-from creatorlens.queries import load_queries
+from assets.common.keys import ENRICHED_PROFILES, LLM_PROFILES, PROFILE_EMBEDDINGS, PROMOTED_PROFILES
+from assets.profiles.store import (
+    ENRICHMENT_COLUMNS,
+    PROFILE_COLUMNS,
+    promote_profiles,
+    similar_creators,
+    similar_to_vector,
+)
 from assets.sources.sample_data import build_sample_data
+from creatorlens.queries import load_queries
 from creatorlens.settings import Settings
 from gpu_ops.text_embed import TextEmbedder
 from orchestration.definitions import build_definitions
@@ -22,7 +29,6 @@ from orchestration.jobs import INGEST_JOB
 from orchestration.runs import discover_batches, materialize_batch
 from tests.support.llm_server import serve_llm
 from tests.support.profile_server import serve_profiles
-from assets.common.keys import ENRICHED_PROFILES, LLM_PROFILES, PROFILE_EMBEDDINGS, PROMOTED_PROFILES
 
 pytestmark = pytest.mark.e2e
 

@@ -17,12 +17,12 @@ import mongomock
 import pymongo
 import pytest
 
-from resources.paged import ERROR_DIR, PagedEndpoint, PagedFetcher, load_into_json_folder, load_into_mongo
+from assets.sources.parsing import read_json_dumps, read_stored_responses
 from assets.sources.sample_data import build_sample_data
 from creatorlens.settings import Settings
-from assets.sources.parsing import read_json_dumps, read_stored_responses
 from orchestration.runs import discover_batches
 from resources.mongo import RawResponseStore
+from resources.paged import ERROR_DIR, PagedEndpoint, PagedFetcher, load_into_json_folder, load_into_mongo
 from tests.support.http import Route, serve_cdn
 
 

@@ -12,11 +12,11 @@ import dagster as dg
 import pytest
 
 from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_INGEST, GROUP_TAGGING, GROUP_WAREHOUSE
+from assets.common.partitions import creator_batches
 from assets.sources.sample_data import write_creators_csv
 from creatorlens.settings import Settings
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB
-from assets.common.partitions import creator_batches
 from orchestration.runs import discover_batches, materialize_batch
 from orchestration.schedules import REPROCESS_SCHEDULE, REPROCESS_TAG, reprocess_selection
 

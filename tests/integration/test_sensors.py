@@ -15,11 +15,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from assets.common.partitions import CREATOR_BATCHES
 from assets.sources.sample_data import write_creators_csv
 from creatorlens.settings import Settings
 from orchestration.definitions import build_definitions
 from orchestration.jobs import INGEST_JOB
-from assets.common.partitions import CREATOR_BATCHES
 from orchestration.sensors import NEW_CREATOR_SENSOR, source_fingerprint
 from resources.sources import SourceFiles
 

@@ -16,18 +16,26 @@ import psycopg
 import pytest
 import yaml
 
-from assets.tagging.assets import tag_taxonomy, tag_thresholds
+from assets.common.keys import TAG_THRESHOLDS
 from assets.common.promotion import promote
-from assets.tagging.review import ReviewError, accept, correct, effective_tags, pending_reviews, record_model_answer, reject
-from assets.tagging.store import promote_tags
-from assets.tagging.scoring import TAG_COLUMNS, creator_tag_rows, tag_images
-from assets.tagging.thresholds import calibrated_thresholds
-from assets.tagging.taxonomy import parse_taxonomy
-from resources.models import ModelRegistry
+from assets.tagging.assets import tag_taxonomy, tag_thresholds
 from assets.tagging.config import TaggingConfig
+from assets.tagging.review import (
+    ReviewError,
+    accept,
+    correct,
+    effective_tags,
+    pending_reviews,
+    record_model_answer,
+    reject,
+)
+from assets.tagging.scoring import TAG_COLUMNS, creator_tag_rows, tag_images
+from assets.tagging.store import promote_tags
+from assets.tagging.taxonomy import parse_taxonomy
+from assets.tagging.thresholds import calibrated_thresholds
+from resources.models import ModelRegistry
 from resources.warehouse import Warehouse
 from tests.support.tiny_models import build_tiny_siglip
-from assets.common.keys import TAG_THRESHOLDS
 
 BATCH = "batch-00001"
 VERSION = "test-model@1"

@@ -17,12 +17,12 @@ import pytest
 import sqlalchemy as sa
 from psycopg import sql as pgsql
 
-from creatorlens.queries import load_queries
 from assets.sources.sample_data import build_sample_data
 from assets.tagging.search import SearchError, nearest_images, search_images_by_image, search_images_by_text
-from creatorlens.settings import Settings
 from assets.tagging.store import vector_index_name
 from assets.tagging.taxonomy import TaxonomyError, load_taxonomy
+from creatorlens.queries import load_queries
+from creatorlens.settings import Settings
 from orchestration.definitions import ASSET_CHECKS, ASSETS, JOBS, build_definitions, build_resources
 from orchestration.jobs import INGEST_JOB
 from orchestration.runs import discover_batches, materialize_batch

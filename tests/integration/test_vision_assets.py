@@ -18,19 +18,16 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from skimage import data
 
-from assets.vision import persons as vision
-
-from assets.vision import faces as vision_faces
-
-from assets.vision import features as vision_features
-
-from assets.vision import ocr as vision_ocr
 from assets.common.promotion import promote
+from assets.vision import faces as vision_faces
+from assets.vision import features as vision_features
+from assets.vision import ocr as vision_ocr
+from assets.vision import persons as vision
+from assets.vision.config import VisionConfig
 from assets.vision.store import promote_vision, warehouse_frames
 from gpu_ops.loader import decode_rgb
 from resources.blobstore import BlobStore
 from resources.models import ModelRegistry
-from assets.vision.config import VisionConfig
 from tests.support.models import tiny_arcface_onnx
 
 BATCH = "batch-00001"

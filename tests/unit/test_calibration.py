@@ -8,7 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.tagging.calibration import CALIBRATED, FLOOR_UNREACHABLE, TOO_FEW_LABELS, calibrate, choose_threshold, pr_curve, pr_curve_png, read_labels_csv, report_markdown
+from assets.tagging.calibration import (
+    CALIBRATED,
+    FLOOR_UNREACHABLE,
+    TOO_FEW_LABELS,
+    calibrate,
+    choose_threshold,
+    pr_curve,
+    pr_curve_png,
+    read_labels_csv,
+    report_markdown,
+)
 
 # Hand-worked: the F1 at each cut is .333 .571 .5 .667 [.8] .727 .667 .769 .714 .667 — best at 0.6.
 SCORES = [0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]

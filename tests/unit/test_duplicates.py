@@ -13,8 +13,8 @@ from PIL import Image, ImageOps
 from skimage import data as skdata
 
 from assets.images import pdq as duplicates
-from assets.images.pdq import PAIR_COLUMNS, exact_duplicate_pairs, hamming, hex_to_bits, near_duplicate_pairs
 from assets.images.imaging import pdq, process_image_bytes
+from assets.images.pdq import PAIR_COLUMNS, exact_duplicate_pairs, hamming, hex_to_bits, near_duplicate_pairs
 
 
 def _jpeg(image: Image.Image, quality: int = 90) -> bytes:

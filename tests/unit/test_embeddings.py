@@ -130,9 +130,9 @@ def test_embeddings_asset_records_an_unreadable_image_as_a_failed_row(tiny_dirs,
     import pandas as pd
 
     from assets.tagging.assets import image_embeddings
+    from assets.tagging.config import TaggingConfig
     from creatorlens.settings import REPO_ROOT
     from resources.blobstore import BlobStore
-    from assets.tagging.config import TaggingConfig
 
     blobs = BlobStore(root=str(tmp_path / "blobs"))
     rows = []

@@ -21,7 +21,16 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from assets.images.imaging import ImageError, ImageLimits, ProcessedImage, decode_image, fetch_bytes, pdq, process_image_bytes, process_uri
+from assets.images.imaging import (
+    ImageError,
+    ImageLimits,
+    ProcessedImage,
+    decode_image,
+    fetch_bytes,
+    pdq,
+    process_image_bytes,
+    process_uri,
+)
 from gpu_ops.prefetch import batched, prefetch_map
 from tests.support.http import Route, serve_cdn
 

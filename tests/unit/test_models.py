@@ -19,7 +19,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from resources.model_pull import PullError, pull
 from gpu_ops.base import ModelBackend
 from gpu_ops.cache import ModelCache, cache_key
 from gpu_ops.compat import ensure_torchvision, nms_reference
@@ -36,6 +35,7 @@ from gpu_ops.registry import (
     resolve,
     weights_dir,
 )
+from resources.model_pull import PullError, pull
 from tests.support.http import Route, serve_cdn
 
 ROOT = Path(__file__).resolve().parents[2]

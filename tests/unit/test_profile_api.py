@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from assets.profiles.filling import coverage, fill_creator
-from resources.profile_api import FetchStatus
-from resources.profile_api import ProfileCache, ProfileClient, ProfileClientConfig, RateLimiter
+from resources.profile_api import FetchStatus, ProfileCache, ProfileClient, ProfileClientConfig, RateLimiter
 from tests.support.profile_server import FakeProfileApi, serve_profiles
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from assets.images.pdq import hamming
 from assets.images.imaging import ImageError, ProcessedImage, process_image_bytes
+from assets.images.pdq import hamming
 from assets.sources.sample_data import CSV_HEADER, OFFLINE_PHOTOS, SampleManifest, build_sample_data
 
 _HANDLE = re.compile(r"^[A-Za-z0-9._]{1,30}$")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from creatorlens.settings import REPO_ROOT
 from assets.tagging.taxonomy import TaxonomyError, load_taxonomy, parse_taxonomy, refused_terms
+from creatorlens.settings import REPO_ROOT
 
 DEFAULT = REPO_ROOT / "taxonomy" / "default.yaml"
 

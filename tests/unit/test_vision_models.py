@@ -16,8 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 from skimage import data
 
 from gpu_ops.compat import ensure_torchvision
-from gpu_ops.device import choose_device
 from gpu_ops.detection import HogPersonDetector, MediaPipePersonDetector, PersonBox, YoloPersonDetector
+from gpu_ops.device import choose_device
 from gpu_ops.faces import ARCFACE_TEMPLATE, ArcFaceEmbedder, FaceBox, MediaPipeFaceDetector, align_face
 from gpu_ops.ocr import RapidOcr
 from gpu_ops.pose import LANDMARK_NAMES, MediaPipePose
