@@ -63,6 +63,9 @@ def browser_page() -> Iterator[object]:
                 profile, executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
                 viewport={"width": 1280, "height": 900},
             )
+            # A shared 2-core machine under load (the suite's other worker) can take longer than
+            # Playwright's 30 s default for one navigation; a wait is a bound here, not a measurement.
+            context.set_default_timeout(90_000)
             try:
                 yield context.new_page()
             finally:
