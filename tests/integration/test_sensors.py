@@ -150,3 +150,27 @@ def test_sensor_uses_the_definitions_resources(sources):
     sensor = build_definitions(settings).resolve_sensor_def(NEW_CREATOR_SENSOR)
     assert sensor.required_resource_keys == {"warehouse", "sources"}
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_a_tick_without_the_embedded_warehouse_fails_clearly_and_the_next_one_recovers(tmp_path, dagster_instance):
+    """Sensors only connect: with the server down the tick names the command, once it is up the tick works."""
+    from assets.sources.sample_data import build_sample_data
+    from resources import pgserver
+    from resources.warehouse import WarehouseUnavailable, dispose_engines
+
+    sample = build_sample_data(tmp_path / "sample")
+    settings = Settings(state_dir=tmp_path / "state", csv_dir=sample.csv_paths[0].parent,
+                        json_dir=sample.json_dirs[0], batch_size=100)
+    daemon = Daemon(settings, dagster_instance)
+    with pytest.raises(WarehouseUnavailable, match="creatorlens warehouse start"):
+        daemon.tick()
+    assert not pgserver.status(settings.resolved_pgdata).initialised  # the tick started nothing
+    pgserver.start(settings.resolved_pgdata)
+    try:
+        result = daemon.tick()
+        assert isinstance(result, dg.SensorResult) and result.run_requests
+    finally:
+        dispose_engines()
+        pgserver.stop(settings.resolved_pgdata)
+    with pytest.raises(WarehouseUnavailable):  # down again: fails again, does not start one
+        daemon.tick()
