@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import click
+
+from orchestration.cli.warehouse import use_warehouse
 
 
 @click.group("app")
@@ -11,8 +16,10 @@ def app_group() -> None:
 
 
 def _engine(ctx: click.Context):
+    """The warehouse engine, with the embedded server up until the command ends (``app serve``: until Ctrl-C)."""
     from resources.warehouse import engine_from_settings
 
+    use_warehouse(ctx)
     return engine_from_settings(ctx.obj["settings"])
 
 
@@ -60,6 +67,9 @@ def serve(ctx: click.Context, host: str, port: int, secure_cookies: bool, no_sem
     click.echo(f"creatorlens app on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     application = create_app(engine, settings.blob_root, secure_cookies=secure_cookies, embedder=embedder,
                              ef_search=settings.hnsw_ef_search)
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; as SystemExit it lets this
+    # command stop the warehouse it started instead of dying with the signal and leaving it running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     uvicorn.run(application, host=host, port=port, log_level="info")
 
 
