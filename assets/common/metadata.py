@@ -115,3 +115,15 @@ def stage_ran_check(asset: dg.AssetKey, name: str, resource: str, skip: Callable
                                    metadata={"skipped": True, "skip_reason": reason, "fix": fix})
 
     return _ran
+
+
+def batch_asset(**kwargs: Any) -> Callable:
+    """``@dg.asset`` for a per-batch asset: partitioned by ``creator_batches``, one batch per run in
+    a backfill (the stages read ``context.partition_key``)."""
+    return dg.asset(partitions_def=creator_batches, backfill_policy=BATCH_BACKFILL_POLICY, **kwargs)
+
+
+def batch_check(**kwargs: Any) -> Callable:
+    """``@dg.asset_check`` for a per-batch asset: partitioned like it and blocking, so an ERROR
+    failure stops the promotion it gates (a WARN never blocks)."""
+    return dg.asset_check(partitions_def=creator_batches, blocking=True, **kwargs)

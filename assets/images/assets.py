@@ -18,15 +18,15 @@ import pandas as pd
 
 from assets.common.keys import CREATOR_IMAGES, RAW_POSTS
 from assets.common.metadata import (
-    BATCH_BACKFILL_POLICY,
     GROUP_INGEST,
     NETWORK_RETRY_POLICY,
+    batch_asset,
+    batch_check,
     check_result,
     reason_counts,
     stopwatch,
     throughput_metadata,
 )
-from assets.common.partitions import creator_batches
 from assets.common.promotion import IMAGE_COLUMNS
 from assets.common.quality import column, gxe, validate_frame
 from assets.images.config import IngestConfig
@@ -123,17 +123,15 @@ def _preview(df: pd.DataFrame, blobs: BlobStore, limit: int = 6) -> str:
     return "\n".join(lines)
 
 
-@dg.asset(
+@batch_asset(
     key=CREATOR_IMAGES,
     ins={"raw_posts": dg.AssetIn(key=RAW_POSTS)},
-    partitions_def=creator_batches,
     group_name=GROUP_INGEST,
     kinds={"python", "pandas", "pillow"},
     description="Top-N images per creator: decoded, EXIF-rotated, thumbnailed, sha256 + PDQ hashed.",
     # Each image already retries its own transient errors (429, 5xx, resets) and ends as a row;
     # this retries the step when the run itself hits one (blob store, worker lost), spread by jitter.
     retry_policy=NETWORK_RETRY_POLICY,
-    backfill_policy=BATCH_BACKFILL_POLICY,
 )
 def creator_images(
     context: dg.AssetExecutionContext, raw_posts: pd.DataFrame, blobs: BlobStore, ingest: IngestConfig
@@ -190,7 +188,7 @@ def creator_images(
     )
 
 
-@dg.asset_check(asset=CREATOR_IMAGES, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=CREATOR_IMAGES,
                 description="Unique image keys, hashes on every ok image, a reason on every failure, "
                             "and a failure rate under the configured ceiling.")
 def creator_images_quality(creator_images: pd.DataFrame, ingest: IngestConfig) -> dg.AssetCheckResult:

@@ -9,14 +9,14 @@ import pandas as pd
 
 from assets.common.keys import CREATOR_IMAGES, IMAGE_DUPLICATES
 from assets.common.metadata import (
-    BATCH_BACKFILL_POLICY,
     GROUP_INGEST,
+    batch_asset,
+    batch_check,
     check_result,
     preview_table,
     stopwatch,
     throughput_metadata,
 )
-from assets.common.partitions import creator_batches
 from assets.common.quality import gxe, validate_frame
 from assets.images.config import IngestConfig
 from assets.images.pdq import near_duplicate_pairs
@@ -26,12 +26,10 @@ from resources.warehouse import Warehouse
 HASH_COLUMNS = ["image_key", "sha256", "pdq_hash", "pdq_quality"]
 
 
-@dg.asset(
+@batch_asset(
     key=IMAGE_DUPLICATES,
     ins={"creator_images": dg.AssetIn(key=CREATOR_IMAGES)},
-    partitions_def=creator_batches,
     group_name=GROUP_INGEST,
-    backfill_policy=BATCH_BACKFILL_POLICY,
     kinds={"python", "numpy", "postgres"},
     description="Exact (sha256) and near (PDQ) duplicate pairs, within the batch and across the warehouse.",
 )
@@ -78,7 +76,7 @@ def image_duplicates(
     )
 
 
-@dg.asset_check(asset=IMAGE_DUPLICATES, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=IMAGE_DUPLICATES,
                 description="Each unordered pair once, distances within the threshold.")
 def image_duplicates_valid(image_duplicates: pd.DataFrame, ingest: IngestConfig) -> dg.AssetCheckResult:
     return check_result(

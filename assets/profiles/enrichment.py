@@ -17,16 +17,16 @@ import pandas as pd
 
 from assets.common.keys import ENRICHED_PROFILES, RAW_PROFILES
 from assets.common.metadata import (
-    BATCH_BACKFILL_POLICY,
     GROUP_PROFILES,
     Skip,
+    batch_asset,
+    batch_check,
     check_result,
     preview_table,
     stage_ran_check,
     stopwatch,
     throughput_metadata,
 )
-from assets.common.partitions import creator_batches
 from assets.common.promotion import CREATOR_COLUMNS
 from assets.common.quality import gxe, validate_frame
 from assets.profiles.filling import coverage, fill_creator
@@ -72,11 +72,9 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df
 
 
-@dg.asset(
+@batch_asset(
     key=ENRICHED_PROFILES,
     ins={"raw_profiles": dg.AssetIn(key=RAW_PROFILES)},
-    partitions_def=creator_batches,
-    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_PROFILES,
     kinds={"python", "pandas"},
     # One enrichment step at a time across all runs: the rate limit is per API session, not per run.
@@ -128,7 +126,7 @@ def enriched_profiles(context: dg.AssetExecutionContext, raw_profiles: pd.DataFr
     )
 
 
-@dg.asset_check(asset=ENRICHED_PROFILES, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=ENRICHED_PROFILES,
                 description="Schema present; (platform, username) unique and valid; bio ≤ 500 chars on one line; "
                             "known fetch statuses.")
 def enriched_profiles_valid(enriched_profiles: pd.DataFrame) -> dg.AssetCheckResult:

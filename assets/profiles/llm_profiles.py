@@ -22,9 +22,10 @@ from pydantic import Field
 
 from assets.common.keys import ENRICHED_PROFILES, LLM_PROFILES, PROFILE_EMBEDDINGS, RAW_POSTS
 from assets.common.metadata import (
-    BATCH_BACKFILL_POLICY,
     GROUP_PROFILES,
     Skip,
+    batch_asset,
+    batch_check,
     check_result,
     preview_table,
     reason_counts,
@@ -32,7 +33,6 @@ from assets.common.metadata import (
     stopwatch,
     throughput_metadata,
 )
-from assets.common.partitions import creator_batches
 from assets.common.quality import column, gxe, validate_frame
 from assets.profiles.prompt import PROMPT_VERSION, CreatorProfile, build_messages, input_hash
 from assets.profiles.store import profile_state
@@ -73,11 +73,9 @@ def _llm_row(creator: dict[str, Any], model: str, job: dict[str, Any], result: A
             "topics": profile.content_topics, "requests": result.requests, "repaired": result.repaired}
 
 
-@dg.asset(
+@batch_asset(
     key=LLM_PROFILES,
     ins={"enriched_profiles": dg.AssetIn(key=ENRICHED_PROFILES), "raw_posts": dg.AssetIn(key=RAW_POSTS)},
-    partitions_def=creator_batches,
-    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_PROFILES,
     kinds={"python", "pandas", "openai"},
     description="LLM-written profile per creator (persona, tone, interests, topics, posting pattern, audience, "
@@ -136,7 +134,7 @@ def llm_profiles(context: dg.AssetExecutionContext, config: ForceConfig, enriche
     })
 
 
-@dg.asset_check(asset=LLM_PROFILES, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=LLM_PROFILES,
                 description="Schema present; one row per (platform, username); ok rows have persona and JSON, "
                             "failed rows an error.")
 def llm_profiles_valid(llm_profiles: pd.DataFrame) -> dg.AssetCheckResult:
@@ -162,11 +160,9 @@ def embedding_text(persona: Any, bio: Any) -> tuple[str | None, str | None]:
     return "\n".join(parts[k] for k in present), "+".join(present)
 
 
-@dg.asset(
+@batch_asset(
     key=PROFILE_EMBEDDINGS,
     ins={"enriched_profiles": dg.AssetIn(key=ENRICHED_PROFILES), "llm_profiles": dg.AssetIn(key=LLM_PROFILES)},
-    partitions_def=creator_batches,
-    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_PROFILES,
     kinds={"python", "pytorch"},
     description="384-d all-MiniLM-L6-v2 embedding of persona + bio (bio alone without an LLM profile); "
@@ -213,7 +209,7 @@ def profile_embeddings(context: dg.AssetExecutionContext, config: ForceConfig, e
     })
 
 
-@dg.asset_check(asset=PROFILE_EMBEDDINGS, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=PROFILE_EMBEDDINGS,
                 description="One embedding per creator, 384 finite values of unit length, a known text source.")
 def profile_embeddings_valid(profile_embeddings: pd.DataFrame) -> dg.AssetCheckResult:
     vectors = profile_embeddings["embedding"]

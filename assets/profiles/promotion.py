@@ -12,13 +12,12 @@ import pandas as pd
 
 import creatorlens
 from assets.common.keys import ENRICHED_PROFILES, LLM_PROFILES, PROFILE_EMBEDDINGS, PROMOTED_BATCH, PROMOTED_PROFILES
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE
-from assets.common.partitions import creator_batches
+from assets.common.metadata import GROUP_WAREHOUSE, batch_asset
 from assets.profiles.store import profile_json, promote_profiles
 from resources.warehouse import Warehouse
 
 
-@dg.asset(
+@batch_asset(
     key=PROMOTED_PROFILES,
     ins={
         "enriched_profiles": dg.AssetIn(key=ENRICHED_PROFILES),
@@ -26,8 +25,6 @@ from resources.warehouse import Warehouse
         "profile_embeddings": dg.AssetIn(key=PROFILE_EMBEDDINGS),
     },
     deps=[PROMOTED_BATCH],
-    partitions_def=creator_batches,
-    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_WAREHOUSE,
     kinds={"postgres"},
     description="Enrichment columns of creators, creator_profiles and profile_embeddings of the batch, upserted "

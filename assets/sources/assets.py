@@ -16,6 +16,7 @@ from assets.common.keys import RAW_POSTS, RAW_PROFILES
 from assets.common.metadata import (
     BATCH_BACKFILL_POLICY,
     GROUP_INGEST,
+    batch_check,
     check_result,
     preview_table,
     reason_counts,
@@ -110,7 +111,7 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources
     )
 
 
-@dg.asset_check(asset=RAW_PROFILES, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=RAW_PROFILES,
                 description="Usernames present, valid and unique within the batch.")
 def raw_profiles_valid(raw_profiles: pd.DataFrame) -> dg.AssetCheckResult:
     return check_result(
@@ -127,7 +128,7 @@ def raw_profiles_valid(raw_profiles: pd.DataFrame) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=RAW_POSTS, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=RAW_POSTS,
                 description="Post ids present and unique per platform; counts non-negative.")
 def raw_posts_valid(raw_posts: pd.DataFrame) -> dg.AssetCheckResult:
     return check_result(

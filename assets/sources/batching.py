@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from creatorlens.queries import load_queries
 from assets.sources.parsing import Reject
 from creatorlens.fields import PLATFORM
+from creatorlens.queries import load_queries
 
 BATCH_KEY_FORMAT = "batch-{:05d}"
 

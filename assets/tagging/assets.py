@@ -29,11 +29,12 @@ from assets.common.keys import (
     TAG_THRESHOLDS,
 )
 from assets.common.metadata import (
-    BATCH_BACKFILL_POLICY,
     GPU_POOL,
     GROUP_TAGGING,
     GROUP_WAREHOUSE,
     Skip,
+    batch_asset,
+    batch_check,
     check_result,
     preview_table,
     reason_counts,
@@ -41,7 +42,6 @@ from assets.common.metadata import (
     stopwatch,
     throughput_metadata,
 )
-from assets.common.partitions import creator_batches
 from assets.common.quality import column, gxe, validate_frame
 from assets.tagging.calibration import (
     calibrate,
@@ -164,11 +164,9 @@ def tag_thresholds(
 # ---------------------------------------------------------------------------------------------
 # Per batch: embeddings → tags → creator tags
 # ---------------------------------------------------------------------------------------------
-@dg.asset(
+@batch_asset(
     key=IMAGE_EMBEDDINGS,
     ins={"creator_images": dg.AssetIn(key=CREATOR_IMAGES)},
-    partitions_def=creator_batches,
-    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_TAGGING,
     kinds={"python", "pytorch"},
     pool=GPU_POOL,
@@ -233,12 +231,10 @@ def _image_cols(row: dict) -> dict:
     return {"image_key": row["image_key"], "platform": row["platform"], "username": row["username"]}
 
 
-@dg.asset(
+@batch_asset(
     key=IMAGE_TAGS,
     ins={"image_embeddings": dg.AssetIn(key=IMAGE_EMBEDDINGS)},
     deps=[TAG_TAXONOMY, TAG_THRESHOLDS],
-    partitions_def=creator_batches,
-    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_TAGGING,
     kinds={"python", "numpy"},
     pool=GPU_POOL,
@@ -289,11 +285,9 @@ def image_tags(
     })
 
 
-@dg.asset(
+@batch_asset(
     key=CREATOR_TAGS,
     ins={"image_tags": dg.AssetIn(key=IMAGE_TAGS), "image_embeddings": dg.AssetIn(key=IMAGE_EMBEDDINGS)},
-    partitions_def=creator_batches,
-    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_TAGGING,
     kinds={"python", "pandas"},
     description="Per creator and tag: share of the creator's analysed images carrying the tag, and its mean "
@@ -326,7 +320,7 @@ def _skipped_check(what: str) -> dg.AssetCheckResult:
                                description=f"nothing to check: {what}", metadata={"skipped": True})
 
 
-@dg.asset_check(asset=IMAGE_EMBEDDINGS, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=IMAGE_EMBEDDINGS,
                 description="Unit-norm vectors, every vector as long as the model's declared dimension, one row per "
                             "image, the configured model version on every row, a reason on every failure.")
 def image_embeddings_valid(image_embeddings: pd.DataFrame, models: ModelRegistry) -> dg.AssetCheckResult:
@@ -357,7 +351,7 @@ def image_embeddings_valid(image_embeddings: pd.DataFrame, models: ModelRegistry
                         extra={"declared_dim": declared, "model_version": embedder.version})
 
 
-@dg.asset_check(asset=IMAGE_TAGS, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=IMAGE_TAGS,
                 description="Confidences in [0, 1], thresholds in (0, 1], assigned tags at or over their threshold, "
                             "queued tags at or over their review floor, at most one tag per image in an exclusive "
                             "category, and the current taxonomy version recorded on every row.")
@@ -392,7 +386,7 @@ def image_tags_valid(image_tags: pd.DataFrame, tagging: TaggingConfig) -> dg.Ass
                         extra={"taxonomy_version": taxonomy.version})
 
 
-@dg.asset_check(asset=CREATOR_TAGS, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=CREATOR_TAGS,
                 description="One row per creator and tag, shares in (0, 1], mean confidences in [0, 1], "
                             "tagged images never more than analysed images.")
 def creator_tags_valid(creator_tags: pd.DataFrame) -> dg.AssetCheckResult:
@@ -411,7 +405,7 @@ def creator_tags_valid(creator_tags: pd.DataFrame) -> dg.AssetCheckResult:
 # ---------------------------------------------------------------------------------------------
 # Promotion
 # ---------------------------------------------------------------------------------------------
-@dg.asset(
+@batch_asset(
     key=PROMOTED_TAGS,
     ins={
         "image_embeddings": dg.AssetIn(key=IMAGE_EMBEDDINGS),
@@ -419,8 +413,6 @@ def creator_tags_valid(creator_tags: pd.DataFrame) -> dg.AssetCheckResult:
         "creator_tags": dg.AssetIn(key=CREATOR_TAGS),
     },
     deps=[PROMOTED_BATCH],
-    partitions_def=creator_batches,
-    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_WAREHOUSE,
     kinds={"postgres", "pgvector"},
     description="Embeddings (halfvec, per-model HNSW index), image tags, review queue items, creator tags and the "

@@ -17,14 +17,13 @@ import pandas as pd
 from PIL import Image
 
 from assets.common.metadata import (
-    BATCH_BACKFILL_POLICY,
     GPU_POOL,
     GROUP_VISION,
+    batch_asset,
     reason_counts,
     stopwatch,
     throughput_metadata,
 )
-from assets.common.partitions import creator_batches
 from assets.vision.config import VisionConfig
 from gpu_ops.base import ModelBackend
 from gpu_ops.loader import decode_rgb, image_batches
@@ -97,11 +96,9 @@ def per_image(model: ModelBackend, rows_for: RowsFn) -> "BatchFn":
 
 def stage_asset(key: dg.AssetKey, upstream: tuple[str, dg.AssetKey], *, kinds: set[str], description: str):
     """The decorator every model-running vision stage shares: partitioned per batch, pool ``gpu``."""
-    return dg.asset(
+    return batch_asset(
         key=key,
         ins={upstream[0]: dg.AssetIn(key=upstream[1])},
-        partitions_def=creator_batches,
-        backfill_policy=BATCH_BACKFILL_POLICY,
         group_name=GROUP_VISION,
         pool=GPU_POOL,
         kinds=kinds,

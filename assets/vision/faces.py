@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 
 from assets.common.keys import CREATOR_IMAGES, FACES
-from assets.common.metadata import Skip, check_result, stage_ran_check
-from assets.common.partitions import creator_batches
+from assets.common.metadata import Skip, batch_check, check_result, stage_ran_check
 from assets.common.quality import validate_frame
 from assets.vision.common import (
     BASE_COLUMNS,
@@ -117,7 +116,7 @@ def _unit_vector(v: Any) -> bool | None:
     return bool(arr.shape == (EMBEDDING_DIM,) and np.isfinite(arr).all() and abs(np.linalg.norm(arr) - 1) < 1e-3)
 
 
-@dg.asset_check(asset=FACES, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=FACES,
                 additional_ins={"creator_images": dg.AssetIn(key=CREATOR_IMAGES)},
                 description="Every ok image has rows, face boxes inside the image, scores in [0, 1], "
                             "embeddings 512-d unit vectors with their model named, unique (image, face) keys.")

@@ -13,8 +13,14 @@ import numpy as np
 import pandas as pd
 
 from assets.common.keys import CREATOR_IMAGES, FACES, IMAGE_FEATURES, KEYPOINTS, OCR, PERSONS
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_VISION, check_result, stopwatch, throughput_metadata
-from assets.common.partitions import creator_batches
+from assets.common.metadata import (
+    GROUP_VISION,
+    batch_asset,
+    batch_check,
+    check_result,
+    stopwatch,
+    throughput_metadata,
+)
 from assets.common.quality import validate_frame
 from assets.vision.common import coverage_expectations, in_unit_range
 from assets.vision.config import VisionConfig
@@ -78,7 +84,7 @@ def build_features(creator_images: pd.DataFrame, persons: pd.DataFrame, keypoint
     return pd.DataFrame(rows, columns=FEATURE_COLUMNS)
 
 
-@dg.asset(
+@batch_asset(
     key=IMAGE_FEATURES,
     ins={
         "creator_images": dg.AssetIn(key=CREATOR_IMAGES),
@@ -87,8 +93,6 @@ def build_features(creator_images: pd.DataFrame, persons: pd.DataFrame, keypoint
         "faces": dg.AssetIn(key=FACES),
         "ocr": dg.AssetIn(key=OCR),
     },
-    partitions_def=creator_batches,
-    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_VISION,
     kinds={"python", "pandas"},
     description="Per image: person count, shot type (close-up / half-body / full-body from visible landmarks), "
@@ -110,7 +114,7 @@ def image_features_asset(
     })
 
 
-@dg.asset_check(asset=IMAGE_FEATURES, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=IMAGE_FEATURES,
                 additional_ins={"creator_images": dg.AssetIn(key=CREATOR_IMAGES)},
                 description="One row per ok image, every stage status known, shot type and framing from the "
                             "rule set, ratios in [0, 1].")

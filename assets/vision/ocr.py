@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 
 from assets.common.keys import CREATOR_IMAGES, OCR
-from assets.common.metadata import check_result
-from assets.common.partitions import creator_batches
+from assets.common.metadata import batch_check, check_result
 from assets.common.quality import validate_frame
 from assets.vision.common import (
     BASE_COLUMNS,
@@ -74,7 +73,7 @@ def polygon_inside(df: pd.DataFrame, tolerance: float = 0.5) -> pd.Series:
     return pd.Series([one(r) for r in df.itertuples()], index=df.index, dtype=object)
 
 
-@dg.asset_check(asset=OCR, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=OCR,
                 additional_ins={"creator_images": dg.AssetIn(key=CREATOR_IMAGES)},
                 description="Every ok image has rows, confidences in [0, 1], text on every line, "
                             "boxes inside the image, unique (image, line) keys.")

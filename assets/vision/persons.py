@@ -15,8 +15,7 @@ import pandas as pd
 from PIL import Image
 
 from assets.common.keys import CREATOR_IMAGES, KEYPOINTS, PERSONS
-from assets.common.metadata import check_result
-from assets.common.partitions import creator_batches
+from assets.common.metadata import batch_check, check_result
 from assets.common.quality import validate_frame
 from assets.vision.common import (
     BASE_COLUMNS,
@@ -107,7 +106,7 @@ def persons(
                                "dropped_below_min_size": dropped})
 
 
-@dg.asset_check(asset=PERSONS, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=PERSONS,
                 additional_ins={"creator_images": dg.AssetIn(key=CREATOR_IMAGES)},
                 description="Every ok image has rows, boxes inside their image and crop, scores in [0, 1], "
                             "a crop for every person, unique (image, person) keys.")
@@ -205,7 +204,7 @@ def landmarks_in_crop(keypoints: pd.DataFrame, persons: pd.DataFrame, tolerance:
     return pd.Series(out, index=keypoints.index, dtype=object)
 
 
-@dg.asset_check(asset=KEYPOINTS, blocking=True, partitions_def=creator_batches,
+@batch_check(asset=KEYPOINTS,
                 additional_ins={"persons": dg.AssetIn(key=PERSONS)},
                 description="Keypoints inside their crop, visibilities and silhouette ratios in [0, 1], "
                             "one row per detected person and none for a person that does not exist.")

@@ -10,13 +10,12 @@ import pandas as pd
 
 import creatorlens
 from assets.common.keys import FACES, IMAGE_FEATURES, KEYPOINTS, OCR, PERSONS, PROMOTED_BATCH, VISION_PROMOTED
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE, promotion_metadata
-from assets.common.partitions import creator_batches
+from assets.common.metadata import GROUP_WAREHOUSE, batch_asset, promotion_metadata
 from assets.vision.store import promote_vision, warehouse_frames
 from resources.warehouse import Warehouse
 
 
-@dg.asset(
+@batch_asset(
     key=VISION_PROMOTED,
     ins={
         "image_features": dg.AssetIn(key=IMAGE_FEATURES),
@@ -26,8 +25,6 @@ from resources.warehouse import Warehouse
         "faces": dg.AssetIn(key=FACES),
     },
     deps=[PROMOTED_BATCH],
-    partitions_def=creator_batches,
-    backfill_policy=BATCH_BACKFILL_POLICY,
     group_name=GROUP_WAREHOUSE,
     kinds={"postgres"},
     description="Per-image vision features and statuses, persons, keypoints, OCR text and faces of the batch, "

@@ -10,13 +10,12 @@ import pandas as pd
 
 import creatorlens
 from assets.common.keys import CREATOR_IMAGES, IMAGE_DUPLICATES, PROMOTED_BATCH, RAW_POSTS, RAW_PROFILES
-from assets.common.metadata import BATCH_BACKFILL_POLICY, GROUP_WAREHOUSE, promotion_metadata
-from assets.common.partitions import creator_batches
+from assets.common.metadata import GROUP_WAREHOUSE, batch_asset, promotion_metadata
 from assets.common.promotion import promote
 from resources.warehouse import Warehouse
 
 
-@dg.asset(
+@batch_asset(
     key=PROMOTED_BATCH,
     ins={
         "raw_profiles": dg.AssetIn(key=RAW_PROFILES),
@@ -24,9 +23,7 @@ from resources.warehouse import Warehouse
         "creator_images": dg.AssetIn(key=CREATOR_IMAGES),
         "image_duplicates": dg.AssetIn(key=IMAGE_DUPLICATES),
     },
-    partitions_def=creator_batches,
     group_name=GROUP_WAREHOUSE,
-    backfill_policy=BATCH_BACKFILL_POLICY,
     kinds={"postgres"},
     description="Creators, posts, images (with failures) and duplicate pairs of the batch, upserted in one "
     "transaction (COPY into staging tables, then INSERT … ON CONFLICT on natural keys).",
