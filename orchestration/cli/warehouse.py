@@ -64,7 +64,7 @@ def warehouse_group() -> None:
 @click.pass_context
 def start(ctx: click.Context) -> None:
     """Start it (or reuse the one running); it keeps running until `creatorlens warehouse stop`."""
-    status, started = pgserver.start(_embedded(ctx).resolved_pgdata)
+    status, started = pgserver.start(_embedded(ctx).resolved_pgdata, keep=True)
     click.echo(("started, " if started else "already ") + status.describe())
 
 
