@@ -198,13 +198,13 @@ def similar_creators(request: Request, conn: Conn, user: Viewer, platform: Platf
     if by == "profile":
         return queries.similar_by_profile(conn, platform, username, limit)
     search = request.app.state.search
-    model = search.model()
+    model = search.model(conn=conn)  # on the request's connection: never hold one and wait for another
     if model is None:
         raise HTTPException(503, "no image embeddings yet (run the embedding stage with weights)")
     mean = queries.creator_mean_embedding(conn, platform, username, *model)
     if mean is None:
         return []
-    hits, _ = search.nearest(mean, SearchFilters(), model[0], model[1], limit=200)
+    hits, _ = search.nearest(mean, SearchFilters(), model[0], model[1], limit=200, conn=conn)
     return queries.creators_of_images(conn, hits, (platform, username), limit)
 
 

@@ -111,10 +111,17 @@ def issue_api_token(conn: Connection, username: str, label: str = "cli") -> str:
 
 
 def authenticate(conn: Connection, token: str | None, kind: str) -> User | None:
+    """The user behind a live token of ``kind``, else None. A plain read (no row lock); the token's
+    ``last_used_at`` is recorded by :func:`touch`, outside the request's transaction."""
     if not token:
         return None
     row = _execute(conn, "authenticate", token_hash=_token_hash(token), kind=kind).first()
     return User(row.user_id, row.username, row.role, kind, token) if row else None
+
+
+def touch(conn: Connection, token: str) -> None:
+    """Record that ``token`` was used: at most once a minute, skipping a row another request holds."""
+    _execute(conn, "touch_token", token_hash=_token_hash(token))
 
 
 def logout(conn: Connection, token: str) -> None:

@@ -1,4 +1,15 @@
-"""Request dependencies shared by the API and the pages: the request's transaction, the user, roles.
+"""Request dependencies shared by the API and the pages: the user, the request's transaction, roles.
+
+Connections per request (a handler never holds one pooled connection while it waits for another):
+
+* authentication reads the token on a short-lived connection of its own (a plain read, plus a
+  throttled, non-blocking ``last_used_at`` update) and gives it back before the handler runs;
+* a handler that takes :data:`Conn` gets one connection and one transaction, opened after
+  authentication and committed when the handler returns, **before** the response is sent
+  (``Depends(scope="function")``): a 2xx means the write is durable, and a failed commit is an error
+  response, never a 2xx;
+* search handlers take no :data:`Conn`: :class:`app.search.HybridSearch` takes its own connections
+  one query at a time, or reuses the caller's (``conn=``).
 
 Both routers import these from here, and :mod:`app.main` imports both routers, so nothing
 imports ``app.main`` back.
@@ -7,6 +18,7 @@ imports ``app.main`` back.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -19,13 +31,45 @@ class LoginRequired(Exception):
     pass
 
 
-def get_conn(request: Request) -> Iterator[Connection]:
-    """One transaction per request: every action and its feedback row commit together or not at all."""
+def presented_token(request: Request) -> tuple[str | None, str]:
+    """(token, kind) as the request presents it: a Bearer API token, else the session cookie."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip(), "api"
+    return request.cookies.get(auth.SESSION_COOKIE), "session"
+
+
+def optional_user(request: Request) -> auth.User | None:
+    token, kind = presented_token(request)
+    if not token:
+        return None
+    with request.app.state.engine.begin() as conn:  # released before the handler runs
+        user = auth.authenticate(conn, token, kind)
+        if user is not None:
+            auth.touch(conn, token)
+    return user
+
+
+CurrentUser = Annotated[auth.User | None, Depends(optional_user)]
+
+
+def get_conn(request: Request, _user: CurrentUser) -> Iterator[Connection]:
+    """One transaction per request: every action and its feedback row commit together or not at all.
+
+    Depends on authentication so that it is opened only after the auth connection was given back;
+    ``scope="function"`` (in :data:`Conn`) commits it before the response goes out."""
     with request.app.state.engine.begin() as conn:
         yield conn
 
 
-Conn = Annotated[Connection, Depends(get_conn)]
+Conn = Annotated[Connection, Depends(get_conn, scope="function")]
+
+
+@contextmanager
+def short_conn(request: Request) -> Iterator[Connection]:
+    """A connection for a handler that first runs a search (which takes its own): held only here."""
+    with request.app.state.engine.begin() as conn:
+        yield conn
 
 
 def driver(conn: Connection):
@@ -34,14 +78,7 @@ def driver(conn: Connection):
     return conn.connection.driver_connection
 
 
-def optional_user(request: Request, conn: Conn) -> auth.User | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return auth.authenticate(conn, header[7:].strip(), "api")
-    return auth.authenticate(conn, request.cookies.get(auth.SESSION_COOKIE), "session")
-
-
-def viewer(request: Request, user: Annotated[auth.User | None, Depends(optional_user)]) -> auth.User:
+def viewer(request: Request, user: CurrentUser) -> auth.User:
     if user is None:
         if request.url.path.startswith("/api/"):
             raise HTTPException(401, "log in or send an API token", headers={"WWW-Authenticate": "Bearer"})

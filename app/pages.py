@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from app import auth, queries
 from app.api import MAX_UPLOAD, decode_upload
-from app.deps import Conn, Reviewer, Viewer, driver
+from app.deps import Conn, Reviewer, Viewer, driver, short_conn
 from app.search import MODES, SearchFilters, SearchUnavailable, UnknownTag
 from assets.tagging import review
 from resources.blobs import LocalBlobs
@@ -182,7 +182,7 @@ def _search_form(q: str, mode: str, category: str, tag: str, date_from: str, dat
 
 @router.get("/search")
 def search_page(
-    request: Request, conn: Conn, user: Viewer,
+    request: Request, user: Viewer,
     q: Annotated[str, Query(max_length=200)] = "",
     mode: Annotated[str, Query(pattern="^(" + "|".join(MODES) + ")$")] = "hybrid",
     category: Annotated[str, Query(max_length=100)] = "",
@@ -203,12 +203,14 @@ def search_page(
     except (SearchUnavailable, UnknownTag, LookupError, ValueError) as exc:
         form = {"q": q, "mode": mode}
         error = str(exc)
+    with short_conn(request) as conn:  # after the search, which takes its own connections
+        all_tags = queries.list_tags(conn, limit=500)
     return render(request, "search.html", user, form=form, result=result, error=error, modes=MODES,
-                  similar=similar, all_tags=queries.list_tags(conn, limit=500))
+                  similar=similar, all_tags=all_tags)
 
 
 @router.post("/search/image")
-def search_upload_page(request: Request, conn: Conn, user: Viewer,
+def search_upload_page(request: Request, user: Viewer,
                        file: Annotated[UploadFile, File()]) -> HTMLResponse:
     result, error = None, None
     try:
@@ -218,8 +220,10 @@ def search_upload_page(request: Request, conn: Conn, user: Viewer,
         error = str(exc.detail)
     except SearchUnavailable as exc:
         error = str(exc)
+    with short_conn(request) as conn:
+        all_tags = queries.list_tags(conn, limit=500)
     return render(request, "search.html", user, form={"q": "", "mode": "semantic"}, result=result, error=error,
-                  modes=MODES, similar="(uploaded photo)", all_tags=queries.list_tags(conn, limit=500))
+                  modes=MODES, similar="(uploaded photo)", all_tags=all_tags)
 
 
 @router.get("/stats")

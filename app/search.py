@@ -1,6 +1,9 @@
 """Hybrid image search: keyword (PostgreSQL full text) and semantic (pgvector HNSW), fused by RRF.
 
-One query string runs two searches at once, each on its own pooled connection:
+One query string runs two searches at once, each on its own pooled connection, taken for one query
+and given back at once (a search never holds one connection while it waits for another, so any number
+of concurrent searches share the pool without deadlock); a caller that holds a connection already
+passes it (``conn=``) and the search runs on it, in a savepoint:
 
 * **keyword** — ``websearch_to_tsquery('simple', q)`` over OCR text, captions, tag names, bios and
   LLM-written profiles (persona and topics); an image's score sums ``ts_rank`` over the fields it
@@ -112,19 +115,25 @@ class HybridSearch:
         self._executor = executor or ThreadPoolExecutor(max_workers=4, thread_name_prefix="search")
 
     # ---- plumbing -------------------------------------------------------------------------
-    def _run(self, work: Callable[[psycopg.Connection], Any]) -> Any:
-        """``work`` on a pooled connection, in its own read transaction."""
+    def _run(self, work: Callable[[psycopg.Connection], Any], conn: Any = None) -> Any:
+        """``work`` in its own read transaction: on a pooled connection taken for it alone, or on the
+        caller's ``conn`` (a SQLAlchemy connection inside its transaction), in a savepoint rolled back
+        afterwards (the search's ``SET LOCAL`` settings end with it)."""
+        if conn is not None:
+            pg = conn.connection.driver_connection
+            with pg.transaction(force_rollback=True):
+                return work(pg)
         with self.engine.connect() as sa_conn:
-            conn = sa_conn.connection.driver_connection
+            pg = sa_conn.connection.driver_connection
             try:
-                return work(conn)
+                return work(pg)
             finally:
                 sa_conn.rollback()
 
-    def model(self, model_version: str | None = None) -> tuple[str, int] | None:
+    def model(self, model_version: str | None = None, conn: Any = None) -> tuple[str, int] | None:
         """(version, dim) to search: the embedder's, the one asked for, else the newest stored."""
         wanted = model_version or (self.embedder.version if self.embedder is not None else None)
-        return self._run(lambda conn: self.vectors.model(conn, wanted))
+        return self._run(lambda pg: self.vectors.model(pg, wanted), conn)
 
     # ---- the two halves ---------------------------------------------------------------------
     def keyword(self, query: str, filters: SearchFilters, model_version: str | None,
@@ -140,11 +149,11 @@ class HybridSearch:
         return [(r[0], float(r[1]), list(r[2])) for r in rows], _ms(start)
 
     def nearest(self, vector: np.ndarray, filters: SearchFilters, model_version: str, dim: int,
-                limit: int | None = None) -> tuple[list[tuple[int, float]], float]:
+                limit: int | None = None, conn: Any = None) -> tuple[list[tuple[int, float]], float]:
         """The semantic half: :meth:`VectorSearch.nearest` in its own transaction, and its time."""
         k = limit or self.tuning.candidates
         start = time.perf_counter()
-        rows = self._run(lambda conn: self.vectors.nearest(conn, vector, filters, model_version, dim, k))
+        rows = self._run(lambda pg: self.vectors.nearest(pg, vector, filters, model_version, dim, k), conn)
         return rows, _ms(start)
 
     def _describe(self, ids: Sequence[int]) -> dict[int, tuple]:

@@ -19,10 +19,12 @@ marks the item escalated; it never resolves the item and never overrides a perso
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
+from psycopg import errors as pg_errors
 
 from assets.tagging.taxonomy import refused_terms
 from creatorlens.queries import load_queries
@@ -36,6 +38,10 @@ class ReviewError(RuntimeError):
 
 class UnknownItem(ReviewError, LookupError):
     """The review item, image or tag named does not exist."""
+
+
+class ReviewConflict(ReviewError):
+    """Concurrent decisions on the same image kept colliding; nothing was written (ask again)."""
 
 
 class TagNameError(ValueError):
@@ -57,6 +63,53 @@ def check_new_tag_name(name: str) -> str:
         reasons = "; ".join(f"{term!r} ({label})" for label, term in refused)
         raise TagNameError(f"tag name {name!r} is refused: tags never infer {reasons}")
     return name
+
+
+# Lock order. Two decisions on one image that settle the same exclusive category (reviewers accepting
+# rival tags) touch each other's queue rows: each locks its own item, then the rival's to supersede it,
+# a deadlock when taken in opposite orders. So before any write, a decision locks every queue item of
+# that image, model version and category, lowest review_id first; the second decision waits for the
+# first, then finds its item superseded (409). A decision that spans two categories (a correction to
+# another exclusive category) could still meet a deadlock: it is retried a bounded number of times.
+_ITEM_SCOPE = """
+SELECT q.image_id, q.model_version, g.category, g.exclusive
+FROM tag_review_queue q JOIN tags g ON g.tag_id = q.tag_id
+WHERE q.review_id = %(review_id)s
+"""
+_LOCK_CATEGORY = """
+SELECT q.review_id
+FROM tag_review_queue q JOIN tags g ON g.tag_id = q.tag_id
+WHERE q.image_id = %(image_id)s AND q.model_version IS NOT DISTINCT FROM %(model_version)s
+  AND g.category = %(category)s
+ORDER BY q.review_id
+FOR UPDATE OF q
+"""
+DEADLOCK_RETRIES = 3
+
+
+def _lock_category(cur: psycopg.Cursor, image_id: int, model_version: str | None, category: str) -> None:
+    """Lock the image's queue items of one category (exclusive ones only matter) in review_id order."""
+    cur.execute(_LOCK_CATEGORY, {"image_id": image_id, "model_version": model_version, "category": category})
+
+
+def _lock_item_scope(cur: psycopg.Cursor, review_id: int) -> None:
+    """Before claiming ``review_id``: if its tag is in an exclusive category, lock that category's items."""
+    row = cur.execute(_ITEM_SCOPE, {"review_id": review_id}).fetchone()
+    if row is not None and row[3]:
+        _lock_category(cur, row[0], row[1], row[2])
+
+
+def _retrying(conn: psycopg.Connection, work):
+    """``work()`` (which opens its own ``conn.transaction()``: a savepoint inside a request's transaction),
+    again after a deadlock or serialisation failure, at most :data:`DEADLOCK_RETRIES` times; then
+    :class:`ReviewConflict`. A rolled-back attempt leaves nothing behind."""
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            return work()
+        except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+            if attempt == DEADLOCK_RETRIES:
+                raise ReviewConflict("another reviewer is deciding on the same image right now: try again") from exc
+            time.sleep(0.02 * (attempt + 1))
 
 
 @dataclass(frozen=True)
@@ -164,10 +217,15 @@ def _decide(conn: psycopg.Connection, review_id: int, reviewer: str, note: str |
             apply) -> ReviewOutcome:
     if not reviewer:
         raise ValueError("a review needs the reviewer's name")
-    with conn.transaction(), conn.cursor() as cur:
-        decision = _Decision(cur, _claim(cur, review_id), reviewer, note, status)
-        apply(decision)
-        return decision.resolve()
+
+    def attempt() -> ReviewOutcome:
+        with conn.transaction(), conn.cursor() as cur:
+            _lock_item_scope(cur, review_id)
+            decision = _Decision(cur, _claim(cur, review_id), reviewer, note, status)
+            apply(decision)
+            return decision.resolve()
+
+    return _retrying(conn, attempt)
 
 
 def _accept(d: _Decision) -> None:
@@ -202,6 +260,8 @@ def correct(conn: psycopg.Connection, review_id: int, reviewer: str, tag: str, *
         new_id, new_name, new_category, new_exclusive = row
         if new_id == c.tag_id:
             raise ReviewError(f"correcting {c.tag!r} to itself: use accept()")
+        if new_exclusive and not (c.exclusive and new_category == c.category):
+            _lock_category(d.cur, c.image_id, c.model_version, new_category)
         d.set(c.tag_id, c.tag, False, "rejected", c.confidence)
         d.set(new_id, new_name, True, "added", d._ai_confidence(new_id))
         if new_exclusive:
@@ -215,6 +275,11 @@ def _edit(conn: psycopg.Connection, image_key: str, tag: str, reviewer: str, not
     if not reviewer:
         raise ValueError("an edit needs the reviewer's name")
     q = load_queries(QUERIES)
+    return _retrying(conn, lambda: _edit_once(conn, q, image_key, tag, reviewer, note, present))
+
+
+def _edit_once(conn: psycopg.Connection, q: dict, image_key: str, tag: str, reviewer: str, note: str | None,
+               present: bool) -> ReviewOutcome:
     with conn.transaction(), conn.cursor() as cur:
         row = cur.execute(q["image_for_edit"], {"image_key": image_key}).fetchone()
         if row is None:
@@ -227,6 +292,8 @@ def _edit(conn: psycopg.Connection, image_key: str, tag: str, reviewer: str, not
             cur.execute(q["create_user_tag"], {"tag": check_new_tag_name(tag), "description": f"added by {reviewer}"})
             found = cur.execute(q["tag_by_name"], {"tag": tag}).fetchone()
         tag_id, name, category, exclusive = found
+        if exclusive:
+            _lock_category(cur, image_id, version, category)
         pending = cur.execute(q["pending_item"], {"image_id": image_id, "tag_id": tag_id}).fetchone()
         if pending is not None:  # the model asked about exactly this: settle its queue item
             status = "accepted" if present else "rejected"

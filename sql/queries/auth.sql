@@ -15,11 +15,21 @@ VALUES (%(token_hash)s, %(user_id)s, %(kind)s, %(label)s, now() + %(ttl)s::inter
 SELECT user_id, password_hash FROM app_users WHERE username = %(username)s;
 
 -- name: authenticate
--- A live token of this kind: marks it used and returns its user.
-UPDATE app_sessions s SET last_used_at = now() FROM app_users u
-WHERE s.token_hash = %(token_hash)s AND s.kind = %(kind)s AND u.user_id = s.user_id
-  AND (s.expires_at IS NULL OR s.expires_at > now())
-RETURNING u.user_id, u.username, u.role;
+-- A live token of this kind and its user. A plain read: no row lock, so any number of concurrent
+-- requests presenting one token never wait on each other (touch_token records the use).
+SELECT u.user_id, u.username, u.role
+FROM app_sessions s JOIN app_users u ON u.user_id = s.user_id
+WHERE s.token_hash = %(token_hash)s AND s.kind = %(kind)s
+  AND (s.expires_at IS NULL OR s.expires_at > now());
+
+-- name: touch_token
+-- Marks a token used, at most once a minute, and never waits: a row another request is touching
+-- right now is skipped (SKIP LOCKED). Runs in its own short transaction, not the request's.
+UPDATE app_sessions SET last_used_at = now()
+WHERE token_hash IN (
+    SELECT token_hash FROM app_sessions
+    WHERE token_hash = %(token_hash)s AND (last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')
+    FOR UPDATE SKIP LOCKED);
 
 -- name: revoke_token
 DELETE FROM app_sessions WHERE token_hash = %(token_hash)s;
