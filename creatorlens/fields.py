@@ -35,6 +35,12 @@ _COUNT_RE = re.compile(
 _COUNT_SUFFIX = {"k": 10**3, "m": 10**6, "b": 10**9}
 
 
+# European thousands separators: "12.345", "1.234.567" (a count has no decimals without a suffix).
+_EUROPEAN_THOUSANDS_RE = re.compile(r"^\d{1,3}(?:\.\d{3})+$")
+# European decimal comma before a suffix: "1,2M", "3,45 K".
+_EUROPEAN_DECIMAL_RE = re.compile(r"^(\d+),(\d{1,2})\s*([kmb])$", re.IGNORECASE)
+
+
 # Explicit "no value" placeholders seen in exports; they mean missing, not garbage.
 _COUNT_PLACEHOLDERS = frozenset({"", "-", "\u2013", "\u2014", "n/a", "na", "none", "null"})
 
@@ -59,6 +65,9 @@ def normalise_username(raw: str | None) -> str | None:
 def parse_count(raw: Any) -> int | None:
     """Parse a follower/like count such as ``"12,345"``, ``"1.2M"``, ``"350k"`` or ``42``.
 
+    European forms are read too: ``"12.345"`` (thousands dots; a count without a suffix has
+    no decimals) and ``"1,2M"`` (decimal comma before a suffix). ``"—"``/``"–"`` mean missing.
+
     Returns ``None`` for a missing value (``None``, ``""``, ``"-"``, ``"N/A"``, NaN) and
     raises ``ValueError`` for anything else that is not a non-negative count.
     """
@@ -81,6 +90,11 @@ def parse_count(raw: Any) -> int | None:
     text = raw.strip()
     if text.lower() in _COUNT_PLACEHOLDERS:
         return None
+    if _EUROPEAN_THOUSANDS_RE.match(text):
+        return int(text.replace(".", ""))
+    european = _EUROPEAN_DECIMAL_RE.match(text)
+    if european:
+        text = f"{european[1]}.{european[2]}{european[3]}"
     match = _COUNT_RE.match(text)
     if not match or (match["int"] is None and match["frac"] is None):
         raise ValueError(f"not a count: {raw!r}")

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     )
     mongodb_database: str = Field(default="creatorlens")
     mongodb_collection: str = Field(default="raw_api_responses")
+    csv_header_map: str | None = Field(
+        default=None,
+        description='CSV header aliases per field, JSON: {"username": ["IG Handle"], "followers": "Audience"} '
+        "(replaces that field's default aliases; fields: username, full_name, followers, category, bio, country).",
+    )
     llm_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("LLM_BASE_URL", "CREATORLENS_LLM_BASE_URL"),
         description="OpenAI-compatible base URL (ending in /v1); unset = no LLM profiles.",

@@ -30,17 +30,24 @@ from creatorlens.fields import PLATFORM, clean_bio, normalise_username, one_line
 
 __all__ = [
     "DEFAULT_HEADER_MAP",
+    "EXPORT_HEADER_ALIASES",
     "CreatorRecord",
+    "CsvRead",
     "PostRecord",
     "Reject",
     "SourceSnapshot",
+    "SourceWarning",
+    "decode_csv_bytes",
     "load_sources",
     "normalise_documents",
     "normalise_dumps",
     "parse_dump_filename",
+    "parse_header_map",
     "read_csv_export",
+    "read_csv_file",
     "read_json_dumps",
     "read_stored_responses",
+    "sniff_delimiter",
 ]
 
 
@@ -51,6 +58,17 @@ class Reject:
     source: str
     record: str
     reason: str
+
+
+@dataclass(frozen=True)
+class SourceWarning:
+    """Something a source said that was read with a caveat: the row or file is kept, the note is
+    recorded (a value that could not be parsed, a known field with no column, a fallback encoding).
+    """
+
+    source: str
+    record: str
+    message: str
 
 
 @dataclass
@@ -93,6 +111,9 @@ class SourceSnapshot:
     creators: dict[str, CreatorRecord] = field(default_factory=dict)
     posts: list[PostRecord] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
+    # Kept rows/files read with a caveat (a value that could not be parsed, a known CSV field
+    # with no column, a fallback encoding, a post whose owner is not the file's user).
+    warnings: list[SourceWarning] = field(default_factory=list)
 
 
 DEFAULT_HEADER_MAP: dict[str, tuple[str, ...]] = {
@@ -128,17 +149,65 @@ _SURROGATE_RE = re.compile("[\udc80-\udcff]")
 
 # --------------------------------------------------------------------------- CSV
 
+# Aliases of the common exports beyond DEFAULT_HEADER_MAP (compared after _normalise_header, so
+# "follower_count", "Followers\nCount" and "FOLLOWERS-COUNT" all read as "follower count").
+EXPORT_HEADER_ALIASES: dict[str, tuple[str, ...]] = {
+    "username": (
+        "channel info",
+        "instagram name",
+        "instagram handle",
+        "instagram account",
+        "instagram user",
+        "ig username",
+        "influencer",
+        "profile url",
+        "profile link",
+        "profile",
+        "instagram url",
+        "instagram link",
+        "url",
+    ),
+    "full_name": ("creator name", "display name", "influencer name"),
+    "followers": ("subscribers", "follower count", "followers count", "instagram followers", "subscriber count"),
+    "category": ("categories", "niche"),
+    "bio": ("about",),
+    "country": ("audience country", "audience country mostly", "top audience country", "top country"),
+}
+
+CSV_DELIMITERS = (",", ";", "\t")
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+_HEADER_PUNCT_RE = re.compile(r"[\W_]+")
+
+
+@dataclass
+class CsvRead:
+    """One CSV file as read: records, refused rows (or one file-level reject), warnings, and how
+    it was decoded and split."""
+
+    records: list[CreatorRecord] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    warnings: list[SourceWarning] = field(default_factory=list)
+    encoding: str | None = None
+    delimiter: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+class CsvFileError(ValueError):
+    """The file cannot be mapped at all (no header, no username column, undecodable)."""
+
 
 def _normalise_header(cell: str) -> str:
-    """Header cell as compared with the header map: no BOM/quotes, single spaces, casefolded."""
-    text = cell.replace("\ufeff", "").strip().strip("\"'").strip()
-    return " ".join(text.split()).casefold()
+    """Header cell as compared with the header map: no BOM/quotes, punctuation, underscores and
+    line breaks as single spaces, casefolded."""
+    text = cell.replace("\ufeff", "").strip().strip("\"'").strip().casefold()
+    return " ".join(_HEADER_PUNCT_RE.sub(" ", text).split())
 
 
 def _resolve_columns(
     headers: Sequence[str], header_map: Mapping[str, Sequence[str]]
 ) -> dict[str, int]:
-    """Map each field to the index of its column; alias order decides between candidates."""
+    """Map each field to the index of its column; alias order decides between candidates and
+    the first of several equal headers wins."""
     normalised = [_normalise_header(h) for h in headers]
     taken: set[int] = set()
     columns: dict[str, int] = {}
@@ -158,8 +227,9 @@ def _resolve_columns(
 def _effective_header_map(
     header_map: Mapping[str, Sequence[str]] | None,
 ) -> dict[str, tuple[str, ...]]:
-    """Defaults, with any field given in ``header_map`` replacing that field's aliases."""
-    merged = dict(DEFAULT_HEADER_MAP)
+    """Defaults plus the export aliases, with any field given in ``header_map`` replacing that
+    field's aliases."""
+    merged = {name: aliases + EXPORT_HEADER_ALIASES.get(name, ()) for name, aliases in DEFAULT_HEADER_MAP.items()}
     if header_map:
         unknown = sorted(set(header_map) - set(DEFAULT_HEADER_MAP))
         if unknown:
@@ -173,14 +243,101 @@ def _effective_header_map(
     return merged
 
 
-def _csv_records(text: str) -> Iterator[tuple[int, list[str] | csv.Error, bool]]:
+def parse_header_map(raw: str | Mapping[str, Any] | None) -> dict[str, tuple[str, ...]] | None:
+    """The ``csv_header_map`` setting (JSON ``{"field": ["header", ...]}`` or ``{"field": "header"}``)
+    as a header map; ``ValueError`` naming the problem when it is not one."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(value, Mapping):
+        raise ValueError(f"CSV header map must be a JSON object, got {type(value).__name__}")  # noqa: TRY004 - a configuration error, like the others here
+    result: dict[str, tuple[str, ...]] = {}
+    for name, aliases in value.items():
+        if isinstance(aliases, str):
+            aliases = [aliases]
+        if not isinstance(aliases, list | tuple) or not all(isinstance(a, str) for a in aliases):
+            raise ValueError(f"CSV header map: {name!r} must map to a header or a list of headers")
+        result[str(name)] = tuple(aliases)
+    _effective_header_map(result)  # unknown fields raise here
+    return result
+
+
+def _looks_utf16(data: bytes) -> str | None:
+    """``utf-16-le``/``-be`` for BOM-less UTF-16 text (NULs on every other byte), else ``None``."""
+    sample = data[:4000]
+    if len(sample) < 4 or len(sample) % 2:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
+
+
+def decode_csv_bytes(data: bytes) -> tuple[str, str]:
+    """``(text, encoding)`` of a CSV file: UTF-8 (with or without BOM), UTF-16 (BOM or not), else
+    Windows-1252. Raises :class:`CsvFileError` when the bytes are not text.
+
+    A file that is valid UTF-8 except for a few bytes (mixed encodings) stays UTF-8 with those
+    bytes kept as lone surrogates, so only the rows containing them are refused; a file with no
+    valid multi-byte UTF-8 sequence at all is read as Windows-1252 instead.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as exc:
+            raise CsvFileError(f"undecodable: UTF-16 byte order mark but invalid UTF-16 ({exc.reason})") from exc
+    utf16 = _looks_utf16(data)
+    if utf16:
+        try:
+            return data.decode(utf16), utf16
+        except UnicodeDecodeError:
+            pass
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="surrogateescape"), "utf-8-sig"
+    if b"\x00" in data:
+        raise CsvFileError("undecodable: binary content (NUL bytes), not a text file")
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    loose = data.decode("utf-8", errors="surrogateescape")
+    if any(ord(ch) > 0x7F and not 0xDC80 <= ord(ch) <= 0xDCFF for ch in loose):
+        return loose, "utf-8"  # mostly UTF-8: only the bad rows are refused
+    try:
+        return data.decode("cp1252"), "windows-1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
+
+
+def _split_lines(text: str) -> list[str]:
+    return io.StringIO(text, newline="").readlines()
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter (comma, semicolon, tab) that splits the first record into most cells."""
+    lines = _split_lines(text)
+    best, best_cells = ",", 0
+    for delimiter in CSV_DELIMITERS:
+        reader = csv.reader(lines, delimiter=delimiter)
+        try:
+            first = next((row for row in reader if not _is_blank(row)), [])
+        except csv.Error:
+            continue
+        if len(first) > best_cells:
+            best, best_cells = delimiter, len(first)
+    return best
+
+
+def _csv_records(text: str, delimiter: str = ",") -> Iterator[tuple[int, list[str] | csv.Error, bool]]:
     """Yield ``(start_line, row, unterminated)`` per CSV record; parse errors come in place.
 
     ``unterminated`` is true when the record is the last one and ends inside a quoted field
     (an unclosed quote that silently swallowed the rest of the file).
     """
-    lines = io.StringIO(text, newline="").readlines()
-    reader = csv.reader(lines)
+    lines = _split_lines(text)
+    reader = csv.reader(lines, delimiter=delimiter)
     end_line = 0
     while True:
         start_line = end_line + 1
@@ -194,17 +351,17 @@ def _csv_records(text: str) -> Iterator[tuple[int, list[str] | csv.Error, bool]]
         unterminated = (
             end_line == len(lines)
             and not isinstance(row, csv.Error)
-            and _ends_inside_quotes("".join(lines[start_line - 1 : end_line]))
+            and _ends_inside_quotes("".join(lines[start_line - 1 : end_line]), delimiter)
         )
         yield start_line, row, unterminated
 
 
-def _ends_inside_quotes(raw: str) -> bool:
+def _ends_inside_quotes(raw: str, delimiter: str = ",") -> bool:
     """True when ``raw`` (one record's text) ends inside an open quoted field."""
     if '"' not in raw:
         return False
     try:
-        list(csv.reader([raw], strict=True))
+        list(csv.reader([raw], strict=True, delimiter=delimiter))
     except csv.Error as exc:
         return "unexpected end of data" in str(exc)
     return False
@@ -218,31 +375,62 @@ def _is_blank(row: Sequence[str]) -> bool:
 def read_csv_export(
     path: Path | str, header_map: Mapping[str, Sequence[str]] | None = None
 ) -> tuple[list[CreatorRecord], list[Reject]]:
-    """Read a StarNgage-like influencer CSV export into creator records and rejects.
+    """Read a StarNgage-like influencer CSV export into creator records and rejects (strict).
 
     Raises ``ValueError`` when the file has no recognisable username column (or an unknown
-    field in ``header_map``); every bad row is returned as a :class:`Reject` instead.
-    Invalid UTF-8 only rejects the rows that contain it.
+    field in ``header_map``); every bad row, an unparseable follower count included, is returned
+    as a :class:`Reject` instead. Invalid UTF-8 only rejects the rows that contain it.
+    The pipeline reads CSVs with :func:`read_csv_file`, which never raises for a file and keeps
+    a row whose follower count cannot be parsed.
     """
+    result = _read_csv(path, header_map, strict=True)
+    return result.records, result.rejects
+
+
+def read_csv_file(path: Path | str, header_map: Mapping[str, Sequence[str]] | None = None) -> CsvRead:
+    """Read one CSV export for the pipeline: never raises for the file's content.
+
+    A file that cannot be mapped (undecodable, no header, no username column) is one file-level
+    :class:`Reject` (``record`` = the file name); a value that cannot be parsed (followers) keeps
+    the creator with that field empty and a :class:`SourceWarning`; a known field with no
+    column, a repeated column name and a fallback encoding are warnings too.
+    """
+    return _read_csv(path, header_map, strict=False)
+
+
+def _file_reject(source: str, reason: str) -> Reject:
+    return Reject(source, Path(source).name or source, reason)
+
+
+def _read_csv(path: Path | str, header_map: Mapping[str, Sequence[str]] | None, *, strict: bool) -> CsvRead:
     source = str(path)
     fields = _effective_header_map(header_map)
-    # surrogateescape keeps undecodable bytes visible as lone surrogates, so only the rows
-    # containing them are rejected instead of the whole file failing to decode.
-    text = Path(path).read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    out = CsvRead()
+    try:
+        data = Path(path).read_bytes()
+        text, out.encoding = decode_csv_bytes(data)
+    except (OSError, CsvFileError) as exc:
+        if strict:
+            raise ValueError(f"{source}: {exc}") from exc
+        out.rejects.append(_file_reject(source, f"unreadable file: {exc}" if isinstance(exc, OSError) else str(exc)))
+        return out
+    if out.encoding not in ("utf-8", "utf-8-sig"):
+        out.warnings.append(SourceWarning(source, "file", f"not UTF-8: decoded as {out.encoding}"))
+    out.delimiter = sniff_delimiter(text)
+    if out.delimiter != ",":
+        out.warnings.append(SourceWarning(source, "file", f"delimiter: {_DELIMITER_NAMES[out.delimiter]}"))
 
-    records: list[CreatorRecord] = []
-    rejects: list[Reject] = []
     first_seen: dict[str, int] = {}
     headers: list[str] | None = None
     columns: dict[str, int] = {}
 
-    for line, row, unterminated in _csv_records(text):
+    for line, row, unterminated in _csv_records(text, out.delimiter):
         where = f"line {line}"
         if isinstance(row, csv.Error):
-            rejects.append(Reject(source, where, f"CSV parse error: {row}"))
+            out.rejects.append(Reject(source, where, f"CSV parse error: {row}"))
             continue
         if unterminated:
-            rejects.append(Reject(source, where, "unterminated quoted field (runs to end of file)"))
+            out.rejects.append(Reject(source, where, "unterminated quoted field (runs to end of file)"))
             continue
         if _is_blank(row):
             continue
@@ -250,49 +438,91 @@ def read_csv_export(
             headers = row
             columns = _resolve_columns(headers, fields)
             if "username" not in columns:
-                raise ValueError(
-                    f"{source}: no username column; headers: {headers!r}; "
+                reason = (
+                    f"no username column; headers: {headers!r}; "
                     f"accepted username headers: {list(fields['username'])!r}"
                 )
+                if strict:
+                    raise ValueError(f"{source}: {reason}")
+                out.rejects = [_file_reject(source, reason)]  # nothing else of the file is read
+                return out
+            out.columns = {name: headers[index] for name, index in columns.items()}
+            out.warnings.extend(_header_warnings(source, where, headers, columns, fields))
             continue
         if len(row) != len(headers):
-            rejects.append(
-                Reject(
-                    source,
-                    where,
-                    f"unexpected column count {len(row)} (header has {len(headers)})",
-                )
+            out.rejects.append(
+                Reject(source, where, f"unexpected column count {len(row)} (header has {len(headers)})")
             )
             continue
         if any(_SURROGATE_RE.search(cell) for cell in row):
-            rejects.append(Reject(source, where, "invalid UTF-8 bytes in row"))
+            out.rejects.append(Reject(source, where, "invalid UTF-8 bytes in row"))
             continue
-        result = _creator_from_row(row, columns, source)
+        result = _creator_from_row(row, columns, source, strict=strict)
         if isinstance(result, str):
-            rejects.append(Reject(source, where, result))
+            out.rejects.append(Reject(source, where, result))
             continue
-        if result.username in first_seen:
-            rejects.append(
+        creator, problems = result
+        if creator.username in first_seen:
+            out.rejects.append(
                 Reject(
                     source,
                     where,
-                    f"duplicate username {result.username!r} "
-                    f"(first seen on line {first_seen[result.username]})",
+                    f"duplicate username {creator.username!r} "
+                    f"(first seen on line {first_seen[creator.username]})",
                 )
             )
             continue
-        first_seen[result.username] = line
-        records.append(result)
+        first_seen[creator.username] = line
+        out.records.append(creator)
+        out.warnings.extend(SourceWarning(source, where, p) for p in problems)
 
     if headers is None:
-        raise ValueError(f"{source}: no username column; headers: []; the file has no header row")
-    return records, rejects
+        reason = "no username column; headers: []; the file has no header row"
+        if strict:
+            raise ValueError(f"{source}: {reason}")
+        out.rejects.append(_file_reject(source, reason))
+    return out
+
+
+def _header_warnings(
+    source: str,
+    where: str,
+    headers: Sequence[str],
+    columns: Mapping[str, int],
+    fields: Mapping[str, Sequence[str]],
+) -> list[SourceWarning]:
+    """A warning per known field with no column, and per column name repeated (first wins)."""
+    warnings = [
+        SourceWarning(source, where, f"no column for {name} (accepted headers: {list(fields[name])!r})")
+        for name in fields
+        if name not in columns
+    ]
+    by_name: dict[str, list[int]] = {}
+    for index, header in enumerate(headers):
+        key = _normalise_header(header)
+        if key:
+            by_name.setdefault(key, []).append(index)
+    used = {index: name for name, index in columns.items()}
+    for indexes in by_name.values():
+        if len(indexes) > 1:
+            first = indexes[0]
+            role = f"used for {used[first]}" if first in used else "not mapped"
+            warnings.append(
+                SourceWarning(
+                    source,
+                    where,
+                    f"duplicate column {one_line(headers[first])!r} at columns "
+                    f"{[i + 1 for i in indexes]}: the first ({first + 1}, {role}) wins, the rest are ignored",
+                )
+            )
+    return warnings
 
 
 def _creator_from_row(
-    row: Sequence[str], columns: Mapping[str, int], source: str
-) -> CreatorRecord | str:
-    """Build a creator from one CSV row, or return the reason it is refused."""
+    row: Sequence[str], columns: Mapping[str, int], source: str, *, strict: bool = True
+) -> tuple[CreatorRecord, list[str]] | str:
+    """Build a creator from one CSV row (with the problems of kept values), or return the
+    reason it is refused."""
 
     def cell(field_name: str) -> str | None:
         index = columns.get(field_name)
@@ -304,12 +534,17 @@ def _creator_from_row(
     username = normalise_username(raw_username)
     if username is None:
         return f"invalid username {raw_username!r}"
+    problems: list[str] = []
     raw_followers = cell("followers")
     try:
         followers = parse_count(raw_followers)
     except ValueError:
-        return f"unparseable followers {(raw_followers or '').strip()!r}"
-    return CreatorRecord(
+        reason = f"unparseable followers {(raw_followers or '').strip()!r}"
+        if strict:
+            return reason
+        problems.append(f"{reason}: creator kept with followers empty")
+        followers = None
+    creator = CreatorRecord(
         username=username,
         full_name=one_line(cell("full_name")),
         followers=followers,
@@ -318,6 +553,7 @@ def _creator_from_row(
         country=one_line(cell("country")),
         sources=(source,),
     )
+    return creator, problems
 
 
 # --------------------------------------------------------------------------- JSON
@@ -699,26 +935,34 @@ def load_sources(
     csv_paths: Iterable[Path | str] = (),
     json_dirs: Iterable[Path | str] = (),
     document_sources: Iterable[tuple[list[CreatorRecord], list[PostRecord], list[Reject]]] = (),
+    *,
+    header_map: Mapping[str, Sequence[str]] | str | None = None,
 ) -> SourceSnapshot:
     """Read all CSV exports, then all JSON dump folders, then ``document_sources`` (records
     already read from elsewhere, e.g. MongoDB, by :func:`normalise_dumps`) into one snapshot.
 
     Earlier sources win (CSVs in order, then JSON folders in order); later ones only fill
-    fields that are still empty. Whole-file problems of a CSV (no username column) raise.
+    fields that are still empty. Nothing a file holds raises: a CSV that cannot be mapped is a
+    file-level reject, and the other files are read as usual. ``header_map`` (a mapping or the
+    JSON text of the ``csv_header_map`` setting) overrides CSV header aliases per field.
     """
+    mapping = parse_header_map(header_map) if isinstance(header_map, str) else header_map
     snapshot = SourceSnapshot()
     posts: dict[tuple[str, str], PostRecord] = {}
     for csv_path in _as_paths(csv_paths):
-        records, rejects = read_csv_export(csv_path)
-        for record in records:
+        read = read_csv_file(csv_path, mapping)
+        for record in read.records:
             _merge_creator(snapshot.creators, record)
-        snapshot.rejects.extend(rejects)
+        snapshot.rejects.extend(read.rejects)
+        snapshot.warnings.extend(read.warnings)
     read_documents = [read_json_dumps(json_dir) for json_dir in _as_paths(json_dirs)]
-    for records, dir_posts, rejects in [*read_documents, *document_sources]:
+    for result in [*read_documents, *document_sources]:
+        records, dir_posts, rejects = result[:3]
         for record in records:
             _merge_creator(snapshot.creators, record)
         for post in dir_posts:
             _add_post(posts, post)
         snapshot.rejects.extend(rejects)
+        snapshot.warnings.extend(getattr(result, "warnings", ()))
     snapshot.posts = list(posts.values())
     return snapshot
