@@ -7,18 +7,17 @@ review actions go through :mod:`assets.tagging.review`, which writes the ``user`
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, File, HTTPException, Path, Query, Request, UploadFile
-from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from app import queries
 from app.deps import Conn, Reviewer, Viewer, driver
 from app.search import MODES, SearchFilters
+from assets.images.imaging import ImageError, ImageLimits, decode_image
 from assets.tagging import review
 
 router = APIRouter(prefix="/api")
@@ -33,6 +32,11 @@ ImageKey = Annotated[str, Path(max_length=200)]
 Limit = Annotated[int, Query(ge=1, le=200)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 MAX_UPLOAD = 20 * 1024 * 1024
+# The pipeline's own decode limits (pixel cap checked from the header, before any pixel is decoded),
+# with the upload's byte limit. Request bodies over MAX_BODY are refused before they are read
+# (app.main.BodyLimit).
+UPLOAD_LIMITS = ImageLimits(max_bytes=MAX_UPLOAD)
+MAX_BODY = MAX_UPLOAD + 1024 * 1024
 
 
 class Me(BaseModel):
@@ -272,16 +276,21 @@ def similar_images(
 
 
 def decode_upload(data: bytes) -> np.ndarray:
+    """An uploaded photo as an upright RGB array, decoded like the pipeline's images: the pixel cap
+    (``ImageLimits.max_pixels``) is checked from the header before decoding, so a decompression bomb
+    costs no memory; 413 for too many bytes or pixels, 422 for anything that is not a readable image."""
     if not data:
         raise HTTPException(422, "the upload is empty")
-    if len(data) > MAX_UPLOAD:
-        raise HTTPException(413, f"images up to {MAX_UPLOAD // (1024 * 1024)} MiB")
+    if len(data) > UPLOAD_LIMITS.max_bytes:
+        raise HTTPException(413, f"images up to {UPLOAD_LIMITS.max_bytes // (1024 * 1024)} MiB")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        image, _ = decode_image(data, limits=UPLOAD_LIMITS)
+    except ImageError as exc:
+        if exc.reason == "decompression_bomb":
+            raise HTTPException(413, f"image too large: {exc.detail}") from exc
         raise HTTPException(422, f"not a readable image: {exc}") from exc
+    with image:
+        return np.asarray(image)
 
 
 @router.post("/search/image", tags=["search"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -18,11 +18,52 @@ from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from app import api, pages
+from app.api import MAX_BODY
 from app.deps import LoginRequired
 from app.search import HybridSearch, SearchTuning, SearchUnavailable, UnknownTag
 from assets.tagging.review import ReviewError, UnknownItem
+from resources.pgserver import WarehouseUnavailable
 
 HERE = Path(__file__).resolve().parent
+RETRY_AFTER_S = 5
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` before reading them: at once (413) when the declared
+    ``Content-Length`` is over, else as soon as the bytes received pass it (chunked bodies)."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            response = JSONResponse({"detail": f"request bodies up to {self.max_bytes // (1024 * 1024)} MiB"},
+                                    status_code=413, headers={"Connection": "close"})
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, f"request bodies up to {self.max_bytes // (1024 * 1024)} MiB")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The warehouse is down or overloaded (connection refused or lost, pool exhausted): 503 with
+    Retry-After, as JSON; the pool's pre-ping replaces dead connections, so the app recovers by itself."""
+    return JSONResponse({"detail": "the warehouse is unavailable right now: try again shortly"},
+                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 async def _bad_data(request: Request, exc: Exception) -> JSONResponse:
@@ -68,6 +109,11 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
     # A value PostgreSQL refuses (a NUL byte in text, a timestamp out of range): the input's fault.
     app.add_exception_handler(sa_exc.DataError, _bad_data)
     app.add_exception_handler(psycopg.DataError, _bad_data)  # the search runs on psycopg directly
+    # Outages: the database refused or dropped the connection, or the pool had none to give in time.
+    for outage in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, psycopg.OperationalError,
+                   psycopg.InterfaceError, WarehouseUnavailable):
+        app.add_exception_handler(outage, _unavailable)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
 
     app.include_router(api.router)
     app.include_router(pages.router)

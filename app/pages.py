@@ -236,8 +236,9 @@ def blob(request: Request, user: Viewer, key: str) -> FileResponse:
     """Thumbnails, originals and crops from the content-addressed blob store (keys cannot escape it)."""
     try:
         path = LocalBlobs(request.app.state.blob_root).path(key)
-    except ValueError:
+        found = path.is_file()
+    except (ValueError, OSError):  # outside the store, or a name the file system refuses (ENAMETOOLONG)
         raise HTTPException(404, "no such blob") from None
-    if not path.is_file():
+    if not found:
         raise HTTPException(404, "no such blob")
     return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})

@@ -28,9 +28,12 @@ ORDER BY username, post_id LIMIT %(limit)s;
 SELECT source, record, reason FROM source_rejects ORDER BY source, record LIMIT %(limit)s;
 
 -- name: batches
-SELECT cb.batch_key, count(*) AS creators, max(p.promoted_at) AS last_promoted
+-- Creators per batch and the batch's last promotion: promotions are reduced to one row per batch
+-- before the join (joining them whole counted each creator once per promotion).
+SELECT cb.batch_key, count(*) AS creators, max(p.last_promoted) AS last_promoted
 FROM creator_batches cb
-LEFT JOIN promotions p ON p.batch_key = cb.batch_key
+LEFT JOIN (SELECT batch_key, max(promoted_at) AS last_promoted FROM promotions GROUP BY batch_key) p
+       ON p.batch_key = cb.batch_key
 GROUP BY cb.batch_key ORDER BY cb.batch_key;
 
 -- name: stage_rows
