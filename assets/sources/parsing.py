@@ -19,6 +19,8 @@ import csv
 import dataclasses
 import io
 import json
+import lzma
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,6 +87,12 @@ class CreatorRecord:
     is_business: bool | None = None
     is_verified: bool | None = None
     sources: tuple[str, ...] = ()
+    following: int | None = None
+    external_url: str | None = None
+    is_private: bool | None = None
+    # The profile's own post total as the source states it (not the posts read). Left out of
+    # record equality: it moves with every post and says nothing about who the creator is.
+    post_count: int | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -102,6 +110,24 @@ class PostRecord:
     media_url: str | None = None
     is_video: bool = False
     source: str | None = None
+    video_url: str | None = None
+    video_duration: float | None = None
+    view_count: int | None = None
+    play_count: int | None = None
+    # Every child of a carousel (carousel_media / edge_sidecar_to_children), in order; empty for
+    # a single image or video, whose one image is ``media_url`` (a video's cover image).
+    images: tuple[PostImage, ...] = ()
+
+
+@dataclass(frozen=True)
+class PostImage:
+    """One image of a carousel post, with its 1-based position in the carousel."""
+
+    position: int
+    url: str | None
+    is_video: bool = False
+    video_url: str | None = None
+    media_id: str | None = None
 
 
 @dataclass
@@ -134,9 +160,22 @@ _MERGEABLE_CREATOR_FIELDS = (
     "country",
     "is_business",
     "is_verified",
+    "following",
+    "external_url",
+    "is_private",
+    "post_count",
 )
 # Post fields that a later occurrence of the same post may fill when still empty.
-_MERGEABLE_POST_FIELDS = ("shortcode", "taken_at", "caption", "media_url")
+_MERGEABLE_POST_FIELDS = (
+    "shortcode",
+    "taken_at",
+    "caption",
+    "media_url",
+    "video_url",
+    "video_duration",
+    "view_count",
+    "play_count",
+)
 
 _URL_SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _OWNER_SUFFIXED_ID_RE = re.compile(r"^(\d+)_\d+$")
@@ -559,10 +598,39 @@ def _creator_from_row(
 # --------------------------------------------------------------------------- JSON
 
 
+class SourceRead(tuple):
+    """``(creators, posts, rejects)`` of one read, unpacking as the plain triple it replaces, with
+    the read's :class:`SourceWarning` entries as ``.warnings``."""
+
+    warnings: list[SourceWarning]
+
+    def __new__(  # noqa: PYI034 - a tuple subclass built from its three parts
+        cls, creators: Any, posts: Any, rejects: Any, warnings: Iterable[SourceWarning] = ()
+    ) -> SourceRead:
+        self = super().__new__(cls, (creators, posts, rejects))
+        self.warnings = list(warnings)
+        return self
+
+
+JSON_SUFFIXES = (".json", ".json.xz")
+_INSTALOADER_NAME_RE = re.compile(r"^([A-Za-z0-9._]{1,30})_(\d+)\.json(?:\.xz)?$", re.IGNORECASE)
+_TIMELINE_CONNECTION = "xdt_api__v1__feed__user_timeline_graphql_connection"
+
+
 def parse_dump_filename(name: str) -> str | None:
     """Username from the first ``(...)`` of a dump's file name, normalised; else ``None``."""
     match = _FILENAME_USER_RE.search(Path(name).name)
     return normalise_username(match.group(1)) if match else None
+
+
+def instaloader_filename_user(name: str) -> str | None:
+    """Username of instaloader's profile file naming ``<username>_<profile id>.json[.xz]``."""
+    match = _INSTALOADER_NAME_RE.match(Path(name).name)
+    return normalise_username(match.group(1)) if match else None
+
+
+def _is_instaloader(doc: Any) -> bool:
+    return isinstance(doc, dict) and isinstance(doc.get("node"), dict) and isinstance(doc.get("instaloader"), dict)
 
 
 def _dig(obj: Any, *keys: str | int) -> Any:
@@ -584,15 +652,64 @@ def _first_present(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
+def _as_dict(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    return value if isinstance(value, list) else None
+
+
+def _instaloader_part(doc: Any, kind: str) -> Any:
+    """The ``node`` of an instaloader document (``{"node": ..., "instaloader": {...}}``) of ``kind``."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("node"), dict):
+        return None
+    node = doc["node"]
+    node_type = _dig(doc, "instaloader", "node_type")
+    if node_type is None:  # a bare {"node": {...}}: a post has a shortcode, a profile a username
+        node_type = "Post" if ("shortcode" in node or "code" in node) else ("Profile" if "username" in node else None)
+    if kind == "user":
+        return node if node_type == "Profile" else None
+    return [node] if node_type in ("Post", "StoryItem") else None
+
+
+# The document shapes understood, by where the profile (``user``) and the post list (``items``)
+# sit. The first user shape and the first items shape that match are used (both may).
+USER_SHAPES: tuple[tuple[str, Any], ...] = (
+    ("data.user (web_profile_info)", lambda d: _as_dict(_dig(d, "data", "user"))),
+    ("user", lambda d: _as_dict(_dig(d, "user"))),
+    ("graphql.user (?__a=1)", lambda d: _as_dict(_dig(d, "graphql", "user"))),
+    ("entry_data.ProfilePage[0].graphql.user", lambda d: _as_dict(_dig(d, "entry_data", "ProfilePage", 0, "graphql", "user"))),
+    ("instaloader Profile {node, instaloader}", lambda d: _instaloader_part(d, "user")),
+)
+ITEM_SHAPES: tuple[tuple[str, Any], ...] = (
+    (f"data.{_TIMELINE_CONNECTION}.edges[].node", lambda d: _as_list(_dig(d, "data", _TIMELINE_CONNECTION, "edges"))),
+    ("graphql.shortcode_media", lambda d: [m] if (m := _as_dict(_dig(d, "graphql", "shortcode_media"))) else None),
+    ("data.shortcode_media", lambda d: [m] if (m := _as_dict(_dig(d, "data", "shortcode_media"))) else None),
+    ("data.xdt_shortcode_media", lambda d: [m] if (m := _as_dict(_dig(d, "data", "xdt_shortcode_media"))) else None),
+    ("data.data.items[]", lambda d: _as_list(_dig(d, "data", "data", "items"))),
+    ("data.items[]", lambda d: _as_list(_dig(d, "data", "items"))),
+    ("items[] (v1 feed; {media} / {media_or_ad} wrappers)", lambda d: _as_list(_dig(d, "items"))),
+    ("feed_items[].media_or_ad (v1 timeline)", lambda d: _as_list(_dig(d, "feed_items"))),
+    ("instaloader Post {node, instaloader}", lambda d: _instaloader_part(d, "items")),
+)
+KNOWN_SHAPES: tuple[str, ...] = tuple(name for name, _ in (*USER_SHAPES, *ITEM_SHAPES))
+
+
 def _document_parts(doc: Any) -> tuple[dict[str, Any] | None, list[Any] | None]:
-    """Split a document into its ``user`` object and/or its paged ``items`` list."""
+    """Split a document into its ``user`` object and/or its ``items`` list (see the shapes)."""
     if not isinstance(doc, dict):
         return None, None
-    users = (_dig(doc, "data", "user"), doc.get("user"), _dig(doc, "graphql", "user"))
-    item_lists = (_dig(doc, "data", "items"), doc.get("items"))
-    user = next((u for u in users if isinstance(u, dict)), None)
-    items = next((i for i in item_lists if isinstance(i, list)), None)
+    user = next((u for _, shape in USER_SHAPES if (u := shape(doc)) is not None), None)
+    items = next((i for _, shape in ITEM_SHAPES if (i := shape(doc)) is not None), None)
     return user, items
+
+
+def _count_or_none(raw: Any) -> int | None:
+    try:
+        return parse_count(raw)
+    except ValueError:
+        return None
 
 
 def _profile_from_user(username: str, user: Mapping[str, Any]) -> CreatorRecord | str:
@@ -605,23 +722,31 @@ def _profile_from_user(username: str, user: Mapping[str, Any]) -> CreatorRecord 
     except ValueError:
         return f"unparseable followers {raw_followers!r}"
 
-    def text(key: str) -> str | None:
-        value = user.get(key)
-        return one_line(value) if isinstance(value, str) else None
+    def text(*keys: str) -> str | None:
+        for key in keys:
+            value = user.get(key)
+            if isinstance(value, str) and value.strip():
+                return one_line(value)
+        return None
 
-    def flag(key: str) -> bool | None:
-        value = user.get(key)
-        return value if isinstance(value, bool) else None
+    def flag(*keys: str) -> bool | None:
+        return next((v for k in keys if isinstance(v := user.get(k), bool)), None)
 
     biography = user.get("biography")
     return CreatorRecord(
         username=username,
         full_name=text("full_name"),
         followers=followers,
-        category=text("category_name"),
+        category=text("category_name", "category", "business_category_name"),
         bio=clean_bio(biography) if isinstance(biography, str) else None,
-        is_business=flag("is_business_account"),
+        is_business=flag("is_business_account", "is_business"),
         is_verified=flag("is_verified"),
+        following=_count_or_none(_first_present(_dig(user, "edge_follow", "count"), user.get("following_count"))),
+        external_url=text("external_url"),
+        is_private=flag("is_private"),
+        post_count=_count_or_none(
+            _first_present(_dig(user, "edge_owner_to_timeline_media", "count"), user.get("media_count"))
+        ),
     )
 
 
@@ -660,12 +785,81 @@ def _media_location(raw: Any, source: str) -> str | None:
     return value
 
 
+def _unwrap_item(node: Any) -> Any:
+    """The media of a list entry: ``{"node": m}``, ``{"media": m}``, ``{"media_or_ad": m}`` -> ``m``."""
+    if isinstance(node, dict) and "id" not in node and "pk" not in node:
+        for key in ("node", "media", "media_or_ad"):
+            if isinstance(node.get(key), dict):
+                return node[key]
+    return node
+
+
+def _owner_of(node: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """``(username, user object)`` of a post's owner (``user`` in v1 items, ``owner`` in GraphQL)."""
+    if not isinstance(node, dict):
+        return None, None
+    for key in ("user", "owner"):
+        obj = node.get(key)
+        if isinstance(obj, dict):
+            username = normalise_username(obj.get("username")) if isinstance(obj.get("username"), str) else None
+            if username:
+                return username, obj
+    return None, None
+
+
+def _image_url(node: Mapping[str, Any]) -> Any:
+    """The (cover) image: GraphQL ``display_url``, v1 ``image_versions2``, scraper-API ``image_versions``."""
+    return _first_present(
+        node.get("display_url"),
+        _dig(node, "image_versions2", "candidates", 0, "url"),
+        _dig(node, "image_versions", "items", 0, "url"),
+        node.get("thumbnail_url"),
+    )
+
+
+def _video_url(node: Mapping[str, Any]) -> str | None:
+    url = _first_present(node.get("video_url"), _dig(node, "video_versions", 0, "url"))
+    return url if isinstance(url, str) and url.strip() else None
+
+
+def _carousel(node: Mapping[str, Any], source: str) -> tuple[PostImage, ...]:
+    """Every carousel child (v1 ``carousel_media`` or GraphQL ``edge_sidecar_to_children``)."""
+    children = _as_list(node.get("carousel_media"))
+    if children is None:
+        edges = _as_list(_dig(node, "edge_sidecar_to_children", "edges"))
+        children = [e.get("node") if isinstance(e, dict) else e for e in edges] if edges is not None else []
+    images = []
+    for position, child in enumerate(children, start=1):
+        if not isinstance(child, dict):
+            images.append(PostImage(position=position, url=None))
+            continue
+        images.append(
+            PostImage(
+                position=position,
+                url=_media_location(_image_url(child), source),
+                is_video=child.get("is_video") is True or child.get("media_type") == 2,
+                video_url=_video_url(child),
+                media_id=_post_id(_first_present(child.get("pk"), child.get("id"))),
+            )
+        )
+    return tuple(images)
+
+
+def _duration(raw: Any) -> float | None:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
 def _post_from_node(username: str, node: Any, source: str) -> PostRecord | str:
     """Normalise a GraphQL timeline node or a v1 feed item; or return why it is refused."""
     if not isinstance(node, dict):
         return "post is not an object"
-    if isinstance(node.get("media"), dict) and "id" not in node and "pk" not in node:
-        node = node["media"]  # saved-feed style wrapper: {"media": {...}}
+    node = _unwrap_item(node)
     post_id = _post_id(_first_present(node.get("id"), node.get("pk")))
     if post_id is None:
         return "post without id"
@@ -683,6 +877,7 @@ def _post_from_node(username: str, node: Any, source: str) -> PostRecord | str:
     )
     raw_comments = _first_present(
         _dig(node, "edge_media_to_comment", "count"),
+        _dig(node, "edge_media_to_parent_comment", "count"),
         _dig(node, "edge_media_preview_comment", "count"),
         node.get("comment_count"),
     )
@@ -700,11 +895,8 @@ def _post_from_node(username: str, node: Any, source: str) -> PostRecord | str:
         _dig(node, "caption", "text"),
     )
     shortcode = _first_present(node.get("shortcode"), node.get("code"))
-    media = _first_present(
-        node.get("display_url"),
-        _dig(node, "image_versions2", "candidates", 0, "url"),
-        _dig(node, "carousel_media", 0, "image_versions2", "candidates", 0, "url"),
-    )
+    images = _carousel(node, source)
+    media = _first_present(_image_url(node), images[0].url if images else None)
     is_video = node.get("is_video") is True or node.get("media_type") == 2
     return PostRecord(
         username=username,
@@ -717,6 +909,13 @@ def _post_from_node(username: str, node: Any, source: str) -> PostRecord | str:
         media_url=_media_location(media, source),
         is_video=is_video,
         source=source,
+        video_url=_video_url(node),
+        video_duration=_duration(node.get("video_duration")),
+        view_count=_count_or_none(_first_present(node.get("video_view_count"), node.get("view_count"))),
+        play_count=_count_or_none(
+            _first_present(node.get("video_play_count"), node.get("play_count"), node.get("ig_play_count"))
+        ),
+        images=images,
     )
 
 
@@ -732,6 +931,8 @@ def _add_post(posts: dict[tuple[str, str], PostRecord], post: PostRecord) -> Non
     key = (post.username, post.post_id)
     if key in posts:
         _fill_missing(posts[key], post, _MERGEABLE_POST_FIELDS)
+        if not posts[key].images and post.images:
+            posts[key].images = post.images
     else:
         posts[key] = dataclasses.replace(post)
 
@@ -739,6 +940,142 @@ def _add_post(posts: dict[tuple[str, str], PostRecord], post: PostRecord) -> Non
 def _document_label(source: str) -> str:
     """Reject ``record`` for a whole document: its file name (or the source name itself)."""
     return Path(source).name or source
+
+
+@dataclass
+class _Entry:
+    source: str
+    record: str
+    post: PostRecord
+    owner: str | None
+    owner_obj: dict[str, Any] | None
+    own_timeline: bool
+
+
+@dataclass
+class _Group:
+    creator: CreatorRecord | None = None
+    owners: dict[str, CreatorRecord] = field(default_factory=dict)
+    posts: list[PostRecord] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    warnings: list[SourceWarning] = field(default_factory=list)
+
+
+def _normalise_group(canonical: str | None, documents: Iterable[tuple[str, Any]]) -> _Group:
+    """The documents of one file-name user (``canonical``) or, with ``None``, one document whose
+    file name names nobody (its posts' owners decide)."""
+    out = _Group()
+    contributors: list[str] = []
+    entries: list[_Entry] = []
+
+    for source, doc in documents:
+        label = _document_label(source)
+        user, items = _document_parts(doc)
+        if user is None and items is None:
+            out.rejects.append(Reject(source, label, "unrecognised document shape"))
+            out.warnings.append(SourceWarning(source, label, "known shapes: " + "; ".join(KNOWN_SHAPES)))
+            continue
+        nodes: list[tuple[Any, bool]] = []
+        doc_rejects: list[Reject] = []
+        doc_warnings: list[SourceWarning] = []
+        if user is not None:
+            timeline = user.get("edge_owner_to_timeline_media")
+            if timeline is not None:
+                edges = _dig(timeline, "edges")
+                if isinstance(edges, list):
+                    nodes.extend((e.get("node") if isinstance(e, dict) else e, True) for e in edges)
+                elif not (isinstance(timeline, dict) and "count" in timeline and "edges" not in timeline):
+                    reason = "malformed edge_owner_to_timeline_media (no edges list)"
+                    doc_rejects.append(Reject(source, "posts", reason))
+        if items is not None:
+            nodes.extend((item, False) for item in items)
+
+        parsed: list[_Entry] = []
+        for position, (node, own) in enumerate(nodes, start=1):
+            where = f"record {position}"
+            media = _unwrap_item(node)
+            if (
+                "feed_items" in doc
+                and isinstance(node, dict)
+                and media is node
+                and not {"media_or_ad", "id", "pk"} & set(node)
+            ):
+                keys = ", ".join(sorted(node)) or "none"
+                doc_rejects.append(Reject(source, where, f"feed item without media (keys: {keys})"))
+                continue
+            owner, owner_obj = _owner_of(media)
+            post = _post_from_node(canonical or owner or "", node, source)
+            if isinstance(post, str):
+                doc_rejects.append(Reject(source, where, post))
+                continue
+            if canonical is None and owner is None:
+                doc_rejects.append(Reject(source, where, "post without owner and no username in file name"))
+                continue
+            parsed.append(_Entry(source, where, post, owner, owner_obj, own))
+
+        if canonical is None and not parsed:
+            # Nothing in the document says whose it is (a profile is never attributed by the
+            # username inside it): the whole file is refused, as before.
+            out.rejects.append(Reject(source, label, "no username in file name"))
+            continue
+        if canonical is not None:
+            if source not in contributors:
+                contributors.append(source)
+            if out.creator is None:
+                out.creator = CreatorRecord(username=canonical)
+            if user is not None:
+                profile = _profile_from_user(canonical, user)
+                if isinstance(profile, str):
+                    doc_rejects.insert(0, Reject(source, "profile", profile))
+                else:
+                    _fill_missing(out.creator, profile, _MERGEABLE_CREATOR_FIELDS)
+                stated = normalise_username(user.get("username")) if isinstance(user.get("username"), str) else None
+                if stated and stated != canonical:
+                    doc_warnings.append(
+                        SourceWarning(source, "profile", f"document username {stated!r} differs from the file's "
+                                      f"user {canonical!r}; the file name rules for the profile")
+                    )
+        elif user is not None:
+            doc_warnings.append(SourceWarning(source, "profile", "profile not attributed: no username in file name"))
+        out.rejects.extend(doc_rejects)
+        out.warnings.extend(doc_warnings)
+        entries.extend(parsed)
+
+    # Attribution: a post's owner decides, unless the same media is also on the file user's own
+    # timeline without a contrary owner (a collab shown on both grids stays with the file's user).
+    own_ids = {e.post.post_id for e in entries if e.owner is None or e.owner == canonical}
+    posts: dict[tuple[str, str], PostRecord] = {}
+    for entry in entries:
+        post = entry.post
+        if canonical is not None and entry.owner is not None and entry.owner != canonical:
+            if post.post_id in own_ids:
+                message = (f"owner {entry.owner!r} differs from the file's user {canonical!r}; kept under "
+                           f"{canonical!r} (the post is also on {canonical!r}'s own timeline)")
+                out.warnings.append(SourceWarning(entry.source, entry.record, message))
+            else:
+                post = dataclasses.replace(post, username=entry.owner)
+                message = f"credited to its owner {entry.owner!r}, not the file's user {canonical!r}"
+                out.warnings.append(SourceWarning(entry.source, entry.record, message))
+        if post.username == canonical and entry.owner == canonical and entry.owner_obj and out.creator is not None:
+            profile = _profile_from_user(canonical, entry.owner_obj)
+            if not isinstance(profile, str):
+                _fill_missing(out.creator, profile, _MERGEABLE_CREATOR_FIELDS)
+        if post.username != canonical:
+            owner_creator = out.owners.get(post.username)
+            profile = _profile_from_user(post.username, entry.owner_obj or {})
+            if isinstance(profile, str):
+                profile = CreatorRecord(username=post.username)
+            profile.sources = (entry.source,)
+            if owner_creator is None:
+                out.owners[post.username] = profile
+            else:
+                _merge_creator(out.owners, profile)
+        _add_post(posts, post)
+
+    if out.creator is not None:
+        out.creator.sources = tuple(contributors)
+    out.posts = list(posts.values())
+    return out
 
 
 def normalise_documents(
@@ -750,61 +1087,29 @@ def normalise_documents(
     profile fields come from the first profile document that has them (later ones only
     fill empty fields) and posts are de-duplicated by id (first wins, later repeats fill
     empty fields). The creator is ``None`` only when no document had a recognised shape.
-    A username inside a document is ignored: ``username`` (e.g. from the file name) rules.
+    The profile's username inside a document is ignored: ``username`` (e.g. from the file name)
+    rules. A post's owner (``user`` / ``owner``) decides whose post it is; a mismatch with
+    ``username`` is a warning (``.warnings`` of the result; ``.owners`` holds the other owners).
     """
     canonical = normalise_username(username)
     if canonical is None:
         raise ValueError(f"invalid username {username!r}")
-    creator: CreatorRecord | None = None
-    contributors: list[str] = []
-    posts: dict[tuple[str, str], PostRecord] = {}
-    rejects: list[Reject] = []
-
-    for source, doc in documents:
-        user, items = _document_parts(doc)
-        if user is None and items is None:
-            rejects.append(Reject(source, _document_label(source), "unrecognised document shape"))
-            continue
-        if source not in contributors:
-            contributors.append(source)
-        if creator is None:
-            creator = CreatorRecord(username=canonical)
-
-        nodes: list[Any] = []
-        if user is not None:
-            profile = _profile_from_user(canonical, user)
-            if isinstance(profile, str):
-                rejects.append(Reject(source, "profile", profile))
-            else:
-                _fill_missing(creator, profile, _MERGEABLE_CREATOR_FIELDS)
-            timeline = user.get("edge_owner_to_timeline_media")
-            if timeline is not None:
-                edges = _dig(timeline, "edges")
-                if isinstance(edges, list):
-                    nodes.extend(e.get("node") if isinstance(e, dict) else e for e in edges)
-                else:
-                    reason = "malformed edge_owner_to_timeline_media (no edges list)"
-                    rejects.append(Reject(source, "posts", reason))
-        if items is not None:
-            nodes.extend(items)
-
-        for position, node in enumerate(nodes, start=1):
-            post = _post_from_node(canonical, node, source)
-            if isinstance(post, str):
-                rejects.append(Reject(source, f"record {position}", post))
-            else:
-                _add_post(posts, post)
-
-    if creator is not None:
-        creator.sources = tuple(contributors)
-    return creator, list(posts.values()), rejects
+    group = _normalise_group(canonical, documents)
+    result = SourceRead(group.creator, group.posts, group.rejects, group.warnings)
+    result.owners = list(group.owners.values())  # type: ignore[attr-defined]
+    return result  # type: ignore[return-value]
 
 
 def _load_json_file(path: Path) -> tuple[Any, Reject | None]:
-    """Parse one JSON file, or describe why it cannot be parsed."""
+    """Parse one JSON (or instaloader ``.json.xz``) file, or describe why it cannot be parsed."""
     source = str(path)
     try:
-        return json.loads(path.read_bytes()), None
+        data = path.read_bytes()
+        if path.name.lower().endswith(".xz"):
+            data = lzma.decompress(data)
+        return json.loads(data), None
+    except lzma.LZMAError as exc:
+        return None, Reject(source, path.name, f"invalid xz compression: {exc}")
     except json.JSONDecodeError as exc:
         return None, Reject(source, path.name, f"invalid JSON: {exc}")
     except UnicodeDecodeError as exc:
@@ -813,57 +1118,91 @@ def _load_json_file(path: Path) -> tuple[Any, Reject | None]:
         return None, Reject(source, path.name, f"unreadable file: {exc}")
 
 
+def _dump_user(name: str, doc: Any) -> str | None:
+    """Whose dump a file is by its name: ``(...)`` in it, or instaloader's ``<user>_<id>.json``."""
+    username = parse_dump_filename(name)
+    if username is None and _is_instaloader(doc):
+        username = instaloader_filename_user(name)
+    return username
+
+
+def _has_owned_posts(doc: Any) -> bool:
+    """True when some post of the document names its owner (``user`` / ``owner``)."""
+    user, items = _document_parts(doc)
+    nodes = list(items or [])
+    edges = _dig(user, "edge_owner_to_timeline_media", "edges") if user is not None else None
+    if isinstance(edges, list):
+        nodes.extend(e.get("node") if isinstance(e, dict) else e for e in edges)
+    return any(_owner_of(_unwrap_item(node))[0] for node in nodes)
+
+
+def is_json_dump(path: Path) -> bool:
+    """A file ``read_json_dumps`` reads: ``*.json`` or ``*.json.xz``, any case."""
+    return path.name.lower().endswith(JSON_SUFFIXES) and path.is_file()
+
+
 def read_json_dumps(
     folder: Path | str,
 ) -> tuple[list[CreatorRecord], list[PostRecord], list[Reject]]:
-    """Read every ``*.json`` dump in ``folder`` (not recursive, sorted by name).
+    """Read every ``*.json`` / ``*.json.xz`` dump in ``folder`` (not recursive, sorted by name).
 
-    The creator comes from the first ``(...)`` in each file name; the files of one creator
-    are merged with :func:`normalise_documents`.
+    The creator comes from the first ``(...)`` in each file name (or instaloader's
+    ``<user>_<id>.json.xz`` naming); a file whose name names nobody is attributed by the owners
+    of its posts. The files of one creator are merged with :func:`normalise_documents`.
     """
     directory = Path(folder)
     if not directory.is_dir():
         raise NotADirectoryError(f"not a folder: {directory}")
-    files = sorted(
-        (p for p in directory.iterdir() if p.suffix.lower() == ".json" and p.is_file()),
-        key=lambda p: p.name,
-    )
+    files = sorted((p for p in directory.iterdir() if is_json_dump(p)), key=lambda p: p.name)
     rejects: list[Reject] = []
-    dumps: list[tuple[str, str, Any]] = []
+    dumps: list[tuple[str | None, str, Any]] = []
     for path in files:
-        username = parse_dump_filename(path.name)
-        if username is None:
-            rejects.append(Reject(str(path), path.name, "no username in file name"))
-            continue
         doc, problem = _load_json_file(path)
         if problem is not None:
             rejects.append(problem)
             continue
+        username = _dump_user(path.name, doc)
+        if username is None and not _has_owned_posts(doc):
+            rejects.append(Reject(str(path), path.name, "no username in file name"))
+            continue
         dumps.append((username, str(path), doc))
-    creators, posts, dump_rejects = normalise_dumps(dumps)
-    return creators, posts, rejects + dump_rejects
+    result = normalise_dumps(dumps)
+    return SourceRead(result[0], result[1], rejects + result[2], result.warnings)  # type: ignore[attr-defined]
 
 
 def normalise_dumps(
-    dumps: Iterable[tuple[str, str, Any]],
+    dumps: Iterable[tuple[str | None, str, Any]],
 ) -> tuple[list[CreatorRecord], list[PostRecord], list[Reject]]:
     """Group ``(username, source, parsed document)`` triples per user, in order, and normalise each
     user's documents with :func:`normalise_documents`. Shared by the JSON folder and MongoDB sources,
     so the same documents give the same snapshot whichever store they come from.
+
+    A ``None`` username (a file name that names nobody) is attributed by its posts' owners.
     """
-    grouped: dict[str, list[tuple[str, Any]]] = {}
+    grouped: dict[str | None, list[tuple[str, Any]]] = {}
+    anonymous: list[tuple[str, Any]] = []
     for username, source, doc in dumps:
-        grouped.setdefault(username, []).append((source, doc))
-    creators: list[CreatorRecord] = []
-    posts: list[PostRecord] = []
+        if username is None:
+            anonymous.append((source, doc))
+        else:
+            grouped.setdefault(username, []).append((source, doc))
+    groups = [_normalise_group(normalise_username(u), docs) for u, docs in grouped.items()]
+    groups += [_normalise_group(None, [doc]) for doc in anonymous]
+    creators: dict[str, CreatorRecord] = {}
+    posts: dict[tuple[str, str], PostRecord] = {}
     rejects: list[Reject] = []
-    for username, documents in grouped.items():
-        creator, user_posts, user_rejects = normalise_documents(username, documents)
-        if creator is not None:
-            creators.append(creator)
-        posts.extend(user_posts)
-        rejects.extend(user_rejects)
-    return creators, posts, rejects
+    warnings: list[SourceWarning] = []
+    for group in groups:
+        if group.creator is not None:
+            _merge_creator(creators, group.creator)
+    for group in groups:
+        for owner in group.owners.values():
+            _merge_creator(creators, owner)
+        for post in group.posts:
+            _add_post(posts, post)
+        rejects.extend(group.rejects)
+        warnings.extend(group.warnings)
+    return SourceRead(list(creators.values()), list(posts.values()), rejects, warnings)  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- everything
@@ -896,21 +1235,21 @@ def read_stored_responses(
     ``label`` names the store in each reject's source, e.g. ``mongodb:creatorlens.raw_api_responses``.
     """
     rejects: list[Reject] = []
-    dumps: list[tuple[str, str, Any]] = []
+    dumps: list[tuple[str | None, str, Any]] = []
     for doc in documents:
         filename = str(doc.get("filename") or "")
         source = f"{label}/{filename}"
-        username = parse_dump_filename(filename)
-        if username is None:
-            rejects.append(Reject(source, filename or "(no filename)", "no username in file name"))
-            continue
         parsed, problem = _stored_response(doc, source)
         if problem is not None:
             rejects.append(problem)
             continue
+        username = _dump_user(filename, parsed)
+        if username is None and not _has_owned_posts(parsed):
+            rejects.append(Reject(source, filename or "(no filename)", "no username in file name"))
+            continue
         dumps.append((username, source, parsed))
-    creators, posts, dump_rejects = normalise_dumps(dumps)
-    return creators, posts, rejects + dump_rejects
+    result = normalise_dumps(dumps)
+    return SourceRead(result[0], result[1], rejects + result[2], result.warnings)  # type: ignore[attr-defined,return-value]
 
 
 def _as_paths(values: Iterable[Path | str] | Path | str) -> list[Path | str]:

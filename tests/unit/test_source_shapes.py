@@ -7,17 +7,24 @@ fixtures live in tests/fixtures/sources/ with the public source of their shape c
 
 from __future__ import annotations
 
+import json
+import lzma
+import shutil
 from pathlib import Path
 
 import pytest
 
 from assets.sources.parsing import (
+    KNOWN_SHAPES,
     Reject,
     decode_csv_bytes,
     load_sources,
+    normalise_documents,
     parse_header_map,
     read_csv_export,
     read_csv_file,
+    read_json_dumps,
+    read_stored_responses,
     sniff_delimiter,
 )
 from creatorlens.fields import parse_count
@@ -172,3 +179,170 @@ def test_sniff_delimiter_prefers_most_cells() -> None:
     assert sniff_delimiter("a\tb\n") == "\t"
     assert sniff_delimiter('"x;y",b\n') == ","
     assert sniff_delimiter("") == ","
+
+
+# --------------------------------------------------------------------------- JSON shapes
+
+JSON_DIR = FIXTURES / "json"
+INSTALOADER_DIR = FIXTURES / "instaloader"
+
+
+def load_fixture(path: Path) -> dict:
+    data = path.read_bytes()
+    if path.name.endswith(".xz"):
+        data = lzma.decompress(data)
+    return json.loads(data)
+
+
+# Post entries of each fixture, counted by hand from its JSON, and how many of them are refused.
+EXPECTED = {
+    "profile_page(instagram)_entry_data.json": (("entry_data", "ProfilePage", 0, "graphql", "user",
+                                                 "edge_owner_to_timeline_media", "edges"), 2, 0),
+    "posts(bbcnews)_xdt_timeline.json": (("data", "xdt_api__v1__feed__user_timeline_graphql_connection", "edges"), 1, 0),
+    "post(instagram)_shortcode_media_sidecar.json": (("data", "shortcode_media"), 1, 0),
+    "post_DFp17y5MymE_graphql_video.json": (("graphql", "shortcode_media"), 1, 0),
+    "posts(mikewilliams)_data_items.json": (("data", "items"), 3, 0),
+    "timeline_feed_items.json": (("feed_items",), 4, 1),  # the suggested_users entry is refused
+    "instagram_25025320.json.xz": (None, 0, 0),  # an instaloader Profile: no posts
+    "2020-04-17_21-14-20_UTC.json": (("node",), 1, 0),  # an instaloader Post
+}
+
+
+def entries(doc: dict, path: tuple | None) -> int:
+    """How many posts sit at ``path``: a list's length, one for a single post object, none for None."""
+    if path is None:
+        return 0
+    for key in path:
+        doc = doc[key]
+    return len(doc) if isinstance(doc, list) else 1
+
+
+def by_file(records, attr: str = "source") -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for record in records:
+        name = Path(getattr(record, attr)).name
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("folder", [JSON_DIR, INSTALOADER_DIR])
+def test_every_fixture_entry_is_a_post_or_a_reject(folder: Path) -> None:
+    creators, posts, rejects = read_json_dumps(folder)
+    post_counts, reject_counts = by_file(posts), by_file(rejects)
+    files = sorted(p for p in folder.iterdir() if p.name.endswith((".json", ".json.xz")))
+    assert files
+    for path in files:
+        doc = load_fixture(path)
+        assert doc["//"]  # every fixture names its public source
+        where, total, refused = EXPECTED[path.name]
+        assert entries(doc, where) == total, path.name
+        assert (post_counts.get(path.name, 0), reject_counts.get(path.name, 0)) == (total - refused, refused), path.name
+    assert all(c.sources for c in creators)
+
+
+def test_fixture_shapes_and_fields() -> None:
+    read = read_json_dumps(JSON_DIR)
+    creators = {c.username: c for c in read[0]}
+    posts = {(p.username, p.shortcode): p for p in read[1]}
+    # entry_data.ProfilePage[0].graphql.user: profile fields
+    ig = creators["instagram"]
+    assert (ig.followers, ig.following, ig.post_count, ig.external_url, ig.is_private, ig.is_business, ig.is_verified) == (
+        344415438, 222, 6309, "http://www.facebook.com/covidsupport", False, False, True)
+    assert posts[("instagram", "B_GL_qPgo2B")].comments == 21335
+    # data.shortcode_media sidecar: every child is an image of the post, in order; parent-comment count
+    sidecar = posts[("instagram", "CA_ifcxMjFR")]
+    assert [(i.position, i.is_video) for i in sidecar.images] == [(1, False), (2, False), (3, True)]
+    assert all(i.url for i in sidecar.images) and sidecar.images[2].video_url
+    assert sidecar.comments == 53282 and sidecar.media_url
+    # data.xdt_api__v1__feed__user_timeline_graphql_connection: a carousel_media post
+    bbc = posts[("bbcnews", "DHtWpRvMBiw")]
+    assert (bbc.likes, bbc.comments, len(bbc.images)) == (4564, 47, 3)
+    assert bbc.media_url == bbc.images[0].url
+    # graphql.shortcode_media video without a user in the file name: its owner decides
+    video = posts[("ones_makau", "DFp17y5MymE")]
+    assert (video.is_video, video.video_duration, video.view_count, video.play_count, video.comments) == (
+        True, 12.633, 539, 2387, 31)
+    assert video.video_url.startswith("https://") and video.media_url.startswith("https://")  # cover image kept
+    assert creators["ones_makau"].followers == 7448
+    # data.items with data.user: the collab item goes to its owner, recorded
+    assert creators["mikewilliams"].is_verified is True
+    assert ("raveculture", "C-c0WJWM2a6") in posts and ("mikewilliams", "C-c0WJWM2a6") not in posts
+    assert any(w.record == "record 3" and "credited to its owner 'raveculture'" in w.message for w in read.warnings)
+    reel = posts[("mikewilliams", "Cgb-UsrA37l")]
+    assert (reel.is_video, reel.video_duration, reel.play_count) == (True, 14.806, 90189)
+    # feed_items[].media_or_ad: several owners in one home timeline; the non-media entry is a reject
+    assert {("manchesterunited", "Cjjh-3mqZSk"), ("mango_man", "CjGDhHUjNJy"), ("manchesterunited", "Cji5EVwNDcC")} <= set(posts)
+    assert [(r.record, r.reason) for r in read[2]] == [("record 4", "feed item without media (keys: suggested_users)")]
+
+
+def test_instaloader_output_profile_xz_and_post_documents() -> None:
+    creators, posts, rejects = read_json_dumps(INSTALOADER_DIR)
+    assert rejects == []
+    (creator,) = creators
+    assert (creator.username, creator.followers, creator.following, creator.external_url) == (
+        "instagram", 344415438, 222, "http://www.facebook.com/covidsupport")
+    assert sorted(Path(s).name for s in creator.sources) == ["2020-04-17_21-14-20_UTC.json", "instagram_25025320.json.xz"]
+    assert [(p.username, p.shortcode) for p in posts] == [("instagram", "B_GL_qPgo2B")]
+
+
+def test_unknown_shape_names_the_known_shapes(tmp_path: Path) -> None:
+    (tmp_path / "odd(jane).json").write_text('{"hello": "world"}')
+    read = read_json_dumps(tmp_path)
+    assert read[2] == [Reject(str(tmp_path / "odd(jane).json"), "odd(jane).json", "unrecognised document shape")]
+    (warning,) = read.warnings
+    assert warning.record == "odd(jane).json" and warning.message.startswith("known shapes: ")
+    for shape in KNOWN_SHAPES:
+        assert shape in warning.message
+    assert any("xdt_api__v1__feed__user_timeline_graphql_connection" in s for s in KNOWN_SHAPES)
+
+
+def test_wrappers_data_data_items_and_media_or_ad() -> None:
+    # The private-API items of the mikewilliams fixture, wrapped the way API gateways answer
+    # ({"data": {"data": {"items": ...}}}) and as media_or_ad / media entries of a list.
+    items = load_fixture(JSON_DIR / "posts(mikewilliams)_data_items.json")["data"]["items"]
+    docs = [
+        ("a(mikewilliams).json", {"data": {"data": {"items": items[:1]}}}),
+        ("b(mikewilliams).json", {"items": [{"media_or_ad": items[1]}, {"media": items[2]}]}),
+    ]
+    result = normalise_documents("mikewilliams", docs)
+    creator, posts, rejects = result
+    assert rejects == [] and creator is not None
+    assert [(p.username, p.shortcode) for p in posts] == [
+        ("mikewilliams", "Cgb-UsrA37l"), ("mikewilliams", "CufBMmSNpn9"), ("raveculture", "C-c0WJWM2a6")]
+    assert [o.username for o in result.owners] == ["raveculture"]
+
+
+def test_owner_on_own_timeline_stays_and_mismatch_recorded() -> None:
+    timeline = {"data": {"user": {"edge_owner_to_timeline_media": {"edges": [{"node": {"id": "7"}}]}}}}
+    feed = {"items": [{"pk": "7", "user": {"username": "coauthor"}}, {"pk": "8", "user": {"username": "other"}}]}
+    result = normalise_documents("jane", [("f(jane).json", feed), ("t(jane).json", timeline)])
+    assert [(p.username, p.post_id) for p in result[1]] == [("jane", "7"), ("other", "8")]
+    messages = [w.message for w in result.warnings]
+    assert any("kept under 'jane'" in m for m in messages) and any("credited to its owner 'other'" in m for m in messages)
+
+
+def test_drop_folder_with_broken_files_loads_the_rest_and_rereads_equal(tmp_path: Path) -> None:
+    folder = tmp_path / "json"
+    shutil.copytree(JSON_DIR, folder)
+    (folder / "broken(jane).json").write_text('{"data": ')
+    (folder / "broken(zoe).json.xz").write_bytes(b"not xz at all")
+    (folder / "nobody.json").write_text('{"data": {"user": {"username": "x"}}}')
+    snap = load_sources([], [folder])
+    clean = load_sources([], [JSON_DIR])
+    assert list(snap.creators) == list(clean.creators) and len(snap.posts) == len(clean.posts)
+    extra = {r.record: r.reason for r in snap.rejects}
+    assert extra["broken(jane).json"].startswith("invalid JSON")
+    assert extra["broken(zoe).json.xz"].startswith("invalid xz compression")
+    assert extra["nobody.json"] == "no username in file name"
+    assert load_sources([], [folder]) == snap
+    assert snap.warnings == load_sources([], [folder]).warnings
+
+
+def test_mongodb_documents_read_like_the_folder() -> None:
+    files = sorted(p for p in JSON_DIR.iterdir() if p.suffix == ".json")
+    stored = read_stored_responses(
+        [{"filename": p.name, "body": p.read_text(), "status": 200} for p in files], "mongodb:test")
+    folder = read_json_dumps(JSON_DIR)
+    assert [c.username for c in stored[0]] == [c.username for c in folder[0]]
+    assert [(p.username, p.post_id, p.images) for p in stored[1]] == [(p.username, p.post_id, p.images) for p in folder[1]]
+    assert [(r.record, r.reason) for r in stored[2]] == [(r.record, r.reason) for r in folder[2]]
