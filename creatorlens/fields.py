@@ -42,7 +42,7 @@ _EUROPEAN_DECIMAL_RE = re.compile(r"^(\d+),(\d{1,2})\s*([kmb])$", re.IGNORECASE)
 
 
 # Explicit "no value" placeholders seen in exports; they mean missing, not garbage.
-_COUNT_PLACEHOLDERS = frozenset({"", "-", "\u2013", "\u2014", "n/a", "na", "none", "null"})
+_COUNT_PLACEHOLDERS = frozenset({"", "-", "\u2013", "\u2014", "n/a", "na", "nan", "none", "null"})
 
 
 def normalise_username(raw: str | None) -> str | None:

@@ -214,6 +214,7 @@ EXPORT_HEADER_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 CSV_DELIMITERS = (",", ";", "\t")
+_TEXT_PLACEHOLDERS = frozenset({"nan", "n/a", "null"})
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 _HEADER_PUNCT_RE = re.compile(r"[\W_]+")
 
@@ -565,7 +566,11 @@ def _creator_from_row(
 
     def cell(field_name: str) -> str | None:
         index = columns.get(field_name)
-        return None if index is None else row[index]
+        if index is None:
+            return None
+        value = row[index]
+        # pandas-written exports spell a missing text value "NaN"
+        return None if value.strip().casefold() in _TEXT_PLACEHOLDERS else value
 
     raw_username = (cell("username") or "").strip()
     if not raw_username:

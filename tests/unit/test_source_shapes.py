@@ -346,3 +346,31 @@ def test_mongodb_documents_read_like_the_folder() -> None:
     assert [c.username for c in stored[0]] == [c.username for c in folder[0]]
     assert [(p.username, p.post_id, p.images) for p in stored[1]] == [(p.username, p.post_id, p.images) for p in folder[1]]
     assert [(r.record, r.reason) for r in stored[2]] == [(r.record, r.reason) for r in folder[2]]
+
+
+# --------------------------------------------------------------------------- CSV fixtures
+
+CSV_DIR = FIXTURES / "csv"
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "delimiter"),
+    [("top_insta_influencers_data.csv", "utf-8-sig", ","),
+     ("top_insta_influencers_semicolon_cp1252.csv", "windows-1252", ";")],
+)
+def test_public_influencer_export_every_row_accounted(name: str, encoding: str, delimiter: str) -> None:
+    """A published export (see tests/fixtures/sources/SOURCES.md): 15 data rows in, 14 creators
+    plus one refused row out; its follower counts and 'NaN' cells read as such."""
+    path = CSV_DIR / name
+    data_rows = len([line for line in path.read_bytes().splitlines() if line.strip()]) - 1
+    read = read_csv_file(path)
+    assert (read.encoding, read.delimiter) == (encoding, delimiter)
+    assert len(read.records) + len(read.rejects) == data_rows == 15
+    assert read.rejects == [Reject(str(path), "line 14", "invalid username '5-Minute Crafts GIRLY'")]
+    creators = {c.username: c for c in read.records}
+    assert creators["cristiano"].followers == 475_800_000 and creators["cristiano"].country == "Spain"
+    assert creators["rkive"].country is None  # "NaN" cell
+    assert read.columns == {"username": "channel_info", "followers": "followers", "country": "country"}
+    assert {w.message.split(" (")[0] for w in read.warnings if w.message.startswith("no column")} == {
+        "no column for full_name", "no column for category", "no column for bio"}
+    assert load_sources([path]) == load_sources([path])
