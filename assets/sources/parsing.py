@@ -2,11 +2,22 @@
 
 Every parser returns normalised records together with a list of :class:`Reject` entries:
 any non-blank row, file or post that is skipped is recorded with where and why, never
-dropped silently. Nothing here touches Dagster, a database or the network.
+dropped silently. What is kept with a caveat (a value that could not be parsed, a known CSV
+field with no column, a fallback encoding, a post credited to an owner other than the file's
+user, an unknown shape's list of known shapes) is a :class:`SourceWarning`; the snapshot
+carries both. Nothing a file holds raises; nothing here touches Dagster, a database or the
+network.
+
+CSV: delimiter (comma, semicolon, tab) and encoding (UTF-8, UTF-8 BOM, UTF-16, Windows-1252)
+are detected; headers are matched after normalising case, spaces, underscores, punctuation and
+line breaks (``DEFAULT_HEADER_MAP`` + ``EXPORT_HEADER_ALIASES``, overridable per field through
+the ``csv_header_map`` setting). JSON: the shapes in ``USER_SHAPES`` / ``ITEM_SHAPES``
+(``KNOWN_SHAPES``), ``*.json`` and instaloader's ``*.json.xz``.
 
 Reject ``record`` labels, unique per ``(source, record)`` (the ``source_rejects`` key):
 
 * CSV: ``"line N"`` - physical line where the record starts (1-based, header is line 1).
+* CSV, whole file (undecodable, no header, no username column): the file name.
 * JSON, whole document (bad file name, invalid JSON, unrecognised shape): the file name.
 * JSON, profile part of a document (e.g. unparseable follower count): ``"profile"``.
 * JSON, malformed post list of a document: ``"posts"``.
@@ -1123,22 +1134,34 @@ def _load_json_file(path: Path) -> tuple[Any, Reject | None]:
         return None, Reject(source, path.name, f"unreadable file: {exc}")
 
 
-def _dump_user(name: str, doc: Any) -> str | None:
-    """Whose dump a file is by its name: ``(...)`` in it, or instaloader's ``<user>_<id>.json``."""
-    username = parse_dump_filename(name)
-    if username is None and _is_instaloader(doc):
-        username = instaloader_filename_user(name)
-    return username
-
-
-def _has_owned_posts(doc: Any) -> bool:
-    """True when some post of the document names its owner (``user`` / ``owner``)."""
+def _post_owners(doc: Any) -> list[str | None]:
+    """The owner (or ``None``) of every post of a document, in order."""
     user, items = _document_parts(doc)
     nodes = list(items or [])
     edges = _dig(user, "edge_owner_to_timeline_media", "edges") if user is not None else None
     if isinstance(edges, list):
         nodes.extend(e.get("node") if isinstance(e, dict) else e for e in edges)
-    return any(_owner_of(_unwrap_item(node))[0] for node in nodes)
+    return [_owner_of(_unwrap_item(node))[0] for node in nodes]
+
+
+def _dump_user(name: str, doc: Any) -> str | None:
+    """Whose dump a file is: ``(...)`` in its name, instaloader's ``<user>_<id>.json`` naming, or a
+    profile document whose every post names that profile's user as owner."""
+    username = parse_dump_filename(name)
+    if username is None and _is_instaloader(doc):
+        username = instaloader_filename_user(name)
+    if username is None:
+        user, _ = _document_parts(doc)
+        stated = user.get("username") if isinstance(user, dict) else None
+        owners = set(_post_owners(doc))
+        if isinstance(stated, str) and owners and owners == {normalise_username(stated)}:
+            username = normalise_username(stated)
+    return username
+
+
+def _has_owned_posts(doc: Any) -> bool:
+    """True when some post of the document names its owner (``user`` / ``owner``)."""
+    return any(_post_owners(doc))
 
 
 def is_json_dump(path: Path) -> bool:

@@ -374,3 +374,12 @@ def test_public_influencer_export_every_row_accounted(name: str, encoding: str, 
     assert {w.message.split(" (")[0] for w in read.warnings if w.message.startswith("no column")} == {
         "no column for full_name", "no column for category", "no column for bio"}
     assert load_sources([path]) == load_sources([path])
+
+
+def test_profile_document_without_user_in_name_attributed_when_its_posts_agree(tmp_path: Path) -> None:
+    doc = load_fixture(JSON_DIR / "profile_page(instagram)_entry_data.json")
+    (tmp_path / "profile_page.json").write_text(json.dumps(doc))
+    creators, posts, rejects = read_json_dumps(tmp_path)
+    assert rejects == []
+    assert [(c.username, c.followers) for c in creators] == [("instagram", 344415438)]
+    assert len(posts) == 2
