@@ -383,3 +383,16 @@ def test_profile_document_without_user_in_name_attributed_when_its_posts_agree(t
     assert rejects == []
     assert [(c.username, c.followers) for c in creators] == [("instagram", 344415438)]
     assert len(posts) == 2
+
+
+def test_broken_utf16_is_a_file_reject(tmp_path: Path) -> None:
+    path = write(tmp_path / "u16.csv", b"\xff\xfeu\x00s\x00\x00\xd8")  # BOM, then a lone surrogate
+    read = read_csv_file(path)
+    assert read.records == [] and len(read.rejects) == 1
+    assert read.rejects[0].reason.startswith("undecodable: UTF-16 byte order mark but invalid UTF-16")
+
+
+def test_bad_header_map_setting_is_a_configuration_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.csv", b"username\njane\n")
+    with pytest.raises(ValueError):
+        load_sources([path], header_map="{not json")
