@@ -721,14 +721,19 @@ def _document_parts(doc: Any) -> tuple[dict[str, Any] | None, list[Any] | None]:
     return user, items
 
 
-def _count_or_none(raw: Any) -> int | None:
+def _count_or_none(raw: Any, name: str = "count", problems: list[str] | None = None) -> int | None:
+    """A count that does not decide whether the record is kept: unparseable -> ``None``, noted."""
     try:
         return parse_count(raw)
     except ValueError:
+        if problems is not None:
+            problems.append(f"unparseable {name} {raw!r}: kept empty")
         return None
 
 
-def _profile_from_user(username: str, user: Mapping[str, Any]) -> CreatorRecord | str:
+def _profile_from_user(
+    username: str, user: Mapping[str, Any], problems: list[str] | None = None
+) -> CreatorRecord | str:
     """Creator fields from an Instagram user object, or the reason they are refused."""
     raw_followers = _first_present(
         _dig(user, "edge_followed_by", "count"), user.get("follower_count")
@@ -757,11 +762,15 @@ def _profile_from_user(username: str, user: Mapping[str, Any]) -> CreatorRecord 
         bio=clean_bio(biography) if isinstance(biography, str) else None,
         is_business=flag("is_business_account", "is_business"),
         is_verified=flag("is_verified"),
-        following=_count_or_none(_first_present(_dig(user, "edge_follow", "count"), user.get("following_count"))),
+        following=_count_or_none(
+            _first_present(_dig(user, "edge_follow", "count"), user.get("following_count")), "following", problems
+        ),
         external_url=text("external_url"),
         is_private=flag("is_private"),
         post_count=_count_or_none(
-            _first_present(_dig(user, "edge_owner_to_timeline_media", "count"), user.get("media_count"))
+            _first_present(_dig(user, "edge_owner_to_timeline_media", "count"), user.get("media_count")),
+            "post count",
+            problems,
         ),
     )
 
@@ -871,7 +880,9 @@ def _duration(raw: Any) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
-def _post_from_node(username: str, node: Any, source: str) -> PostRecord | str:
+def _post_from_node(
+    username: str, node: Any, source: str, problems: list[str] | None = None
+) -> PostRecord | str:
     """Normalise a GraphQL timeline node or a v1 feed item; or return why it is refused."""
     if not isinstance(node, dict):
         return "post is not an object"
@@ -927,9 +938,13 @@ def _post_from_node(username: str, node: Any, source: str) -> PostRecord | str:
         source=source,
         video_url=_video_url(node),
         video_duration=_duration(node.get("video_duration")),
-        view_count=_count_or_none(_first_present(node.get("video_view_count"), node.get("view_count"))),
+        view_count=_count_or_none(
+            _first_present(node.get("video_view_count"), node.get("view_count")), "view count", problems
+        ),
         play_count=_count_or_none(
-            _first_present(node.get("video_play_count"), node.get("play_count"), node.get("ig_play_count"))
+            _first_present(node.get("video_play_count"), node.get("play_count"), node.get("ig_play_count")),
+            "play count",
+            problems,
         ),
         images=images,
     )
@@ -1020,7 +1035,9 @@ def _normalise_group(canonical: str | None, documents: Iterable[tuple[str, Any]]
                 doc_rejects.append(Reject(source, where, f"feed item without media (keys: {keys})"))
                 continue
             owner, owner_obj = _owner_of(media)
-            post = _post_from_node(canonical or owner or "", node, source)
+            problems: list[str] = []
+            post = _post_from_node(canonical or owner or "", node, source, problems)
+            doc_warnings.extend(SourceWarning(source, where, problem) for problem in problems)
             if isinstance(post, str):
                 doc_rejects.append(Reject(source, where, post))
                 continue
@@ -1040,7 +1057,9 @@ def _normalise_group(canonical: str | None, documents: Iterable[tuple[str, Any]]
             if out.creator is None:
                 out.creator = CreatorRecord(username=canonical)
             if user is not None:
-                profile = _profile_from_user(canonical, user)
+                profile_problems: list[str] = []
+                profile = _profile_from_user(canonical, user, profile_problems)
+                doc_warnings.extend(SourceWarning(source, "profile", p) for p in profile_problems)
                 if isinstance(profile, str):
                     doc_rejects.insert(0, Reject(source, "profile", profile))
                 else:

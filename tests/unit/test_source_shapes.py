@@ -396,3 +396,18 @@ def test_bad_header_map_setting_is_a_configuration_error(tmp_path: Path) -> None
     path = write(tmp_path / "a.csv", b"username\njane\n")
     with pytest.raises(ValueError):
         load_sources([path], header_map="{not json")
+
+
+def test_unparseable_secondary_counts_keep_the_record_with_a_warning() -> None:
+    doc = {"data": {"user": {"edge_follow": {"count": "lots"}, "edge_followed_by": {"count": 5},
+                             "edge_owner_to_timeline_media": {"count": 1, "edges": [
+                                 {"node": {"id": "1", "is_video": True, "video_view_count": "many"}}]}}}}
+    result = normalise_documents("jane", [("p(jane).json", doc)])
+    creator, posts, rejects = result
+    assert rejects == []
+    assert (creator.followers, creator.following) == (5, None)
+    assert posts[0].view_count is None and posts[0].is_video
+    assert {(w.record, w.message) for w in result.warnings} == {
+        ("profile", "unparseable following 'lots': kept empty"),
+        ("record 1", "unparseable view count 'many': kept empty"),
+    }
