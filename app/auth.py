@@ -78,13 +78,41 @@ def csrf_ok(user: User, presented: str | None) -> bool:
     return bool(presented) and hmac.compare_digest(user.csrf_token, presented or "")
 
 
-def create_user(conn: Connection, username: str, password: str, role: str = "viewer") -> int:
-    if role not in ROLES:
+# Refused outright whatever their length: the most common passwords and keyboard walks.
+COMMON_PASSWORDS = frozenset("""
+12345678 123456789 1234567890 0123456789 87654321 11111111 00000000 password password1 password12
+password123 passw0rd p@ssword p@ssw0rd qwertyui qwertyuiop qwerty123 qwerty1234 asdfghjk asdfghjkl
+zxcvbnm1 1q2w3e4r 1q2w3e4r5t iloveyou sunshine princess football baseball welcome1 welcome123
+admin123 administrator letmein1 trustno1 superman abc12345 abcd1234 abcdefgh monkey12 dragon12
+changeme changeme1 creatorlens creatorlens1 secret12 default1
+""".split())
+MIN_PASSWORD = 8
+
+
+def check_password(password: str, username: str | None = None) -> str:
+    """``password`` if it passes the policy, else ValueError saying why (never echoing it)."""
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"password must have at least {MIN_PASSWORD} characters")
+    if not password.strip():
+        raise ValueError("password must not be only spaces")
+    folded = password.strip().lower()
+    if folded in COMMON_PASSWORDS or (username and folded == username.lower()):
+        raise ValueError("password is too common (or is the username): choose another")
+    if len(set(password)) < 4:
+        raise ValueError("password must use at least 4 different characters")
+    return password
+
+
+def create_user(conn: Connection, username: str, password: str, role: str | None = None) -> int:
+    """Create ``username``, or reset an existing one's password (and role, when ``role`` is given:
+    None keeps it; a new user is a viewer). A reset ends every session and API token of the user."""
+    if role is not None and role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
-    if len(password) < 8:
-        raise ValueError("password must have at least 8 characters")
-    return _execute(conn, "upsert_user", username=username, role=role,
-                    password_hash=hash_password(password)).scalar_one()
+    check_password(password, username)
+    row = _execute(conn, "upsert_user", username=username, role=role, password_hash=hash_password(password)).one()
+    if row.existed:
+        _execute(conn, "revoke_user_sessions", user_id=row.user_id)
+    return row.user_id
 
 
 def _issue(conn: Connection, user_id: int, kind: str, label: str | None, ttl: timedelta | None) -> str:

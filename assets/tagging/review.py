@@ -266,6 +266,12 @@ def correct(conn: psycopg.Connection, review_id: int, reviewer: str, tag: str, *
         d.set(new_id, new_name, True, "added", d._ai_confidence(new_id))
         if new_exclusive:
             d.settle_rivals(new_id, new_category)
+        else:
+            # The corrected-to tag's own pending item is settled by this decision too: left pending, a
+            # later reject would silently reverse the correction and feed calibration contradictory labels.
+            d.cur.execute(d.q["supersede"], {"image_id": c.image_id, "model_version": c.model_version,
+                                             "reviewer": d.reviewer, "tag_ids": [new_id], "review_id": c.review_id})
+            d.outcome.superseded += d.cur.rowcount
 
     return _decide(conn, review_id, reviewer, note, "corrected", apply)
 

@@ -80,18 +80,29 @@ def user_group() -> None:
 
 @user_group.command("add")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["viewer", "reviewer"]), default="viewer", show_default=True)
+@click.option("--role", type=click.Choice(["viewer", "reviewer"]), default=None,
+              help="Role (a new user: viewer unless given; an existing one keeps its role unless given).")
 @click.password_option(envvar="CREATORLENS_APP_PASSWORD", help="Password (prompted; or CREATORLENS_APP_PASSWORD).")
 @click.pass_context
-def add_user(ctx: click.Context, username: str, role: str, password: str) -> None:
-    """Create a user (or reset an existing one's role and password)."""
+def add_user(ctx: click.Context, username: str, role: str | None, password: str) -> None:
+    """Create a user (or reset an existing one's password, and role with --role; a reset ends the
+    user's sessions and API tokens)."""
+    import re
+
+    from sqlalchemy import exc as sa_exc
+
     from app.auth import create_user
 
-    with _engine(ctx).begin() as conn:
-        try:
+    if not re.fullmatch(r"[a-z0-9_.-]{2,40}", username):
+        raise click.BadParameter("2-40 lowercase letters, digits, '_', '.' or '-'", param_hint="USERNAME")
+    try:
+        with _engine(ctx).begin() as conn:
             create_user(conn, username, password, role)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from exc
+            role = conn.exec_driver_sql("SELECT role FROM app_users WHERE username = %(u)s", {"u": username}).scalar_one()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    except sa_exc.DBAPIError as exc:  # never the statement or its parameters (the password hash)
+        raise click.ClickException(f"could not save user {username}: {type(exc.orig).__name__}") from None
     click.echo(f"user {username} ({role}) ready")
 
 
@@ -101,7 +112,12 @@ def add_user(ctx: click.Context, username: str, role: str, password: str) -> Non
 @click.pass_context
 def token(ctx: click.Context, username: str, label: str) -> None:
     """Print a new API token for USERNAME (shown once; only its hash is stored)."""
+    from sqlalchemy import exc as sa_exc
+
     from app.auth import issue_api_token
 
-    with _engine(ctx).begin() as conn:
-        click.echo(issue_api_token(conn, username, label))
+    try:
+        with _engine(ctx).begin() as conn:
+            click.echo(issue_api_token(conn, username, label))
+    except sa_exc.NoResultFound:
+        raise click.ClickException(f"no user {username!r} (add one with `creatorlens app user add`)") from None

@@ -2,9 +2,16 @@
 -- token_hash is the SHA-256 of the token handed out once, password_hash an scrypt hash.
 
 -- name: upsert_user
-INSERT INTO app_users (username, role, password_hash) VALUES (%(username)s, %(role)s, %(password_hash)s)
-ON CONFLICT (username) DO UPDATE SET role = EXCLUDED.role, password_hash = EXCLUDED.password_hash
-RETURNING user_id;
+-- role NULL: a new user is a viewer, an existing one keeps its role. existed: this was a reset.
+INSERT INTO app_users (username, role, password_hash)
+VALUES (%(username)s, coalesce(%(role)s, 'viewer'), %(password_hash)s)
+ON CONFLICT (username) DO UPDATE SET role = coalesce(%(role)s, app_users.role),
+                                     password_hash = EXCLUDED.password_hash
+RETURNING user_id, role, (xmax <> 0) AS existed;
+
+-- name: revoke_user_sessions
+-- A password reset or role change: every session and API token of the user ends.
+DELETE FROM app_sessions WHERE user_id = %(user_id)s;
 
 -- name: issue_token
 -- ttl: an interval ('604800 seconds'), NULL for a token that does not expire.
