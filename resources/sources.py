@@ -20,6 +20,8 @@ class SourceFiles(dg.ConfigurableResource):
 
     csv_dir: str | None = Field(default=None, description="Folder of CSV exports (*.csv).")
     json_dir: str | None = Field(default=None, description="Folder of raw JSON API responses (*.json).")
+    csv_header_map: str | None = Field(default=None, description="CSV header aliases per field (JSON); empty = "
+                                       "the built-in aliases of common exports.")
     mongodb_url: str | None = Field(default=None, description="MongoDB with raw API responses; empty = none.")
     mongodb_database: str = Field(default=DEFAULT_DATABASE)
     mongodb_collection: str = Field(default=DEFAULT_COLLECTION)
@@ -27,6 +29,7 @@ class SourceFiles(dg.ConfigurableResource):
     @classmethod
     def from_settings(cls, settings: Settings) -> SourceFiles:
         return cls(csv_dir=str(settings.resolved_csv_dir), json_dir=str(settings.resolved_json_dir),
+                   csv_header_map=settings.csv_header_map,
                    mongodb_url=settings.mongodb_url, mongodb_database=settings.mongodb_database,
                    mongodb_collection=settings.mongodb_collection)
 

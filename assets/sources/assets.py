@@ -37,7 +37,7 @@ def load_snapshot(sources: SourceFiles) -> SourceSnapshot:
     """Everything the configured sources hold, read into one snapshot (CSVs, JSON dumps, MongoDB)."""
     mongo = sources.mongo()
     stored = [read_stored_responses(mongo.documents(), mongo.label)] if mongo.configured else []
-    return load_sources(sources.csv_paths(), sources.json_dirs(), stored)
+    return load_sources(sources.csv_paths(), sources.json_dirs(), stored, header_map=sources.csv_header_map)
 
 
 @dg.multi_asset(

@@ -36,8 +36,10 @@ def pipeline(tmp_path, database_url):
     discover_batches(settings, instance)
     job = build_definitions(settings).resolve_job_def(INGEST_JOB)
     assert materialize_batch(job, instance, "batch-00001").promoted
-    csv.write_text("Rank,Name\n1,nobody\n")  # the drop folder now holds a file no parser accepts
-    failed = materialize_batch(job, instance, "batch-00002")
+    # A misconfiguration fails the batch's first step: a CSV header map naming a field that does not
+    # exist. (An unmappable CSV no longer does: it is a file-level reject and the rest loads.)
+    broken = settings.model_copy(update={"csv_header_map": '{"handle_typo": ["IG"]}'})
+    failed = materialize_batch(build_definitions(broken).resolve_job_def(INGEST_JOB), instance, "batch-00002")
     assert not failed.success
     yield settings, instance, failed.run_id
     instance.dispose()
@@ -59,7 +61,7 @@ def test_failure_sensor_records_the_batch_step_and_error_once(pipeline, engine):
     assert len(rows) == 1
     failed_at, batch, job, steps, error_class, error = rows[0]
     assert (batch, job, steps, error_class) == ("batch-00002", INGEST_JOB, "raw_sources", "ValueError")
-    assert "no username column" in error and failed_at is not None
+    assert "unknown field(s) in header map" in error and failed_at is not None
 
 
 def test_status_lists_batches_by_state_and_the_last_failures(pipeline):
