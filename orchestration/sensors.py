@@ -39,9 +39,10 @@ import dagster as dg
 from dagster_shared.error import SerializableErrorInfo
 from sqlalchemy.engine import Engine
 
-from orchestration.operations import BatchFailure, change_marker, open_flags_by_batch, record_failure
-from orchestration.jobs import INGEST_JOB, ingest_batch_job
 from assets.common.partitions import creator_batches, missing_partitions
+from assets.sources.parsing import JSON_SUFFIXES
+from orchestration.jobs import INGEST_JOB, ingest_batch_job
+from orchestration.operations import BatchFailure, change_marker, open_flags_by_batch, record_failure
 from orchestration.runs import batch_new_creators, reap_dead_runs
 from resources.sources import SourceFiles
 from resources.warehouse import Warehouse
@@ -69,9 +70,9 @@ def _file_state(paths: list[Path]) -> list[str]:
 
 
 def _json_files(directory: Path) -> list[Path]:
-    """The files ``read_json_dumps`` reads: ``*.json`` directly in the folder, any case."""
+    """The files ``read_json_dumps`` reads: ``*.json`` and ``*.json.xz`` directly in the folder, any case."""
     with os.scandir(directory) as entries:
-        return sorted(Path(e.path) for e in entries if e.name.lower().endswith(".json") and e.is_file())
+        return sorted(Path(e.path) for e in entries if e.name.lower().endswith(JSON_SUFFIXES) and e.is_file())
 
 
 def source_fingerprint(sources: SourceFiles, engine: Engine, now: float | None = None) -> str:
