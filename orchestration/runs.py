@@ -19,6 +19,7 @@ from assets.sources.parsing import SourceSnapshot
 from creatorlens.settings import REPO_ROOT, Settings
 from orchestration.observability import run_logger_config
 from orchestration.operations import retryable_failed_images, stamp_batches, unbatched_creators
+from orchestration.schedules import batch_pipeline_selection, changed_code_versions
 from resources.sources import SourceFiles
 from resources.warehouse import engine_from_settings
 
@@ -187,8 +188,6 @@ def plan_batches(instance: dg.DagsterInstance, asset_graph, engine: Engine, part
 
     Up-to-date batches are left out: a plain ``creatorlens run`` after adding one creator runs one batch.
     """
-    from orchestration.schedules import batch_pipeline_selection, changed_code_versions
-
     promoted = instance.get_materialized_partitions(PROMOTED_BATCH)
     done = [p for p in partitions if p in promoted]
     pipeline = batch_pipeline_selection().resolve(asset_graph)
