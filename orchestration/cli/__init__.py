@@ -201,6 +201,7 @@ def demo(ctx: click.Context, batch_size: int) -> None:
 
 def _register_groups() -> None:
     from orchestration.cli.app import app_group
+    from orchestration.cli.doctor import doctor
     from orchestration.cli.enrich import enrich_command
     from orchestration.cli.models import models
     from orchestration.cli.ui import ui
@@ -211,6 +212,7 @@ def _register_groups() -> None:
     cli.add_command(enrich_command)
     cli.add_command(warehouse_group)
     cli.add_command(ui)
+    cli.add_command(doctor)
 
 
 _register_groups()
