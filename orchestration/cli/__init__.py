@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 
 from creatorlens.logs import configure_logging
 from creatorlens.settings import Settings, get_settings
@@ -45,7 +46,12 @@ def cli(ctx: click.Context, state_dir: Path | None, verbose: bool) -> None:
     Without DATABASE_URL an embedded PostgreSQL (pgvector) runs under the state folder.
     """
     overrides = {"state_dir": state_dir.resolve()} if state_dir else {}
-    ctx.obj = {"settings": get_settings(**overrides)}
+    try:
+        settings = get_settings(**overrides)
+    except ValidationError as exc:  # a bad environment value: say which, without a traceback
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise click.ClickException(f"invalid setting (environment variable CREATORLENS_<NAME>): {problems}") from None
+    ctx.obj = {"settings": settings}
     configure_logging(logging.DEBUG if verbose else logging.WARNING, ctx.obj["settings"].log_format)
 
 

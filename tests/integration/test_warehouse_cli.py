@@ -67,3 +67,13 @@ def test_a_server_whose_owner_was_killed_is_adopted_and_stopped(tmp_path):
 
     _cli(state, "init")  # reuses the orphan, adopts it, stops it at the end
     assert not pgserver.status(pgdata).running
+
+
+def test_an_invalid_setting_is_one_clear_line_not_a_traceback(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CREATORLENS_", "DAGSTER_", "DATABASE_URL"))}
+    env.update({"CREATORLENS_STATE_DIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT), "BATCH_SIZE": "abc"})
+    done = subprocess.run([sys.executable, "-m", "orchestration.cli", "warehouse", "status"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "invalid setting" in done.stderr and "BATCH_SIZE" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
