@@ -122,11 +122,17 @@ def _issue(conn: Connection, user_id: int, kind: str, label: str | None, ttl: ti
     return token
 
 
+# A stored-looking hash to verify unknown users against (made once, at import): one scrypt run per
+# login attempt whether or not the user exists.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
 def login(conn: Connection, username: str, password: str) -> str | None:
-    """A new session token for valid credentials, else None (same answer for unknown users)."""
+    """A new session token for valid credentials, else None (same answer, and the same single scrypt
+    run, for unknown users: no enumeration by timing)."""
     row = _execute(conn, "user_credentials", username=username).first()
     if row is None:
-        verify_password(password, hash_password("timing-equaliser"))
+        verify_password(password, _DUMMY_HASH)
         return None
     if not verify_password(password, row.password_hash):
         return None

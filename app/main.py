@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 from fastapi import FastAPI, HTTPException, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -20,6 +21,7 @@ from sqlalchemy import exc as sa_exc
 from app import api, pages
 from app.api import MAX_BODY
 from app.deps import LoginRequired
+from app.limits import LoginLimits
 from app.search import HybridSearch, SearchTuning, SearchUnavailable, UnknownTag
 from assets.tagging.review import ReviewError, UnknownItem
 from resources.pgserver import WarehouseUnavailable
@@ -111,7 +113,8 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
     """``embedder`` (optional) turns query text / images into vectors for semantic search;
     ``ef_search`` is the HNSW candidate list of its index scans (``Settings.hnsw_ef_search``;
     None: ``SearchTuning``'s default)."""
-    app = FastAPI(
+    # Swagger UI and ReDoc served from this app (fastapi-offline's bundle), not a CDN: /docs works offline.
+    app: FastAPI = FastAPIOffline(
         title="creatorlens",
         version="0.1.0",
         description="Tags, creators, hybrid search and the review queue over the creatorlens warehouse.",
@@ -120,6 +123,7 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
     app.state.blob_root = Path(blob_root)
     app.state.secure_cookies = secure_cookies
     app.state.embedder = embedder
+    app.state.login_limits = LoginLimits()
     tuning = SearchTuning() if ef_search is None else SearchTuning(ef_search=ef_search)
     app.state.search = HybridSearch(engine, embedder, tuning=tuning)
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))

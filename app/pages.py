@@ -44,8 +44,18 @@ def login_submit(
     password: Annotated[str, Form(max_length=200)],
     next: Annotated[str, Form(max_length=500)] = "/",
 ):
+    limiter = request.app.state.login_limits
+    client = request.client.host if request.client else "?"
+    wait = limiter.refused(username, client)
+    if wait:
+        response = render(request, "login.html", None, next=_safe_next(next),
+                          error=f"Too many failed logins: try again in {wait} s.")
+        response.status_code = 429
+        response.headers["Retry-After"] = str(wait)
+        return response
     token = auth.login(conn, username, password)
     if token is None:
+        limiter.failed(username, client)
         response = render(request, "login.html", None, next=_safe_next(next), error="Wrong username or password.")
         response.status_code = 401
         return response

@@ -353,8 +353,11 @@ def main() -> None:
                 with psycopg.connect(phase_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
                     pending = [r[0] for r in conn.execute("SELECT review_id FROM tag_review_queue WHERE status = 'pending'")]
                 port = free_port()
-                proc = subprocess.Popen([sys.executable, __file__, "--serve", phase_url, str(port), str(root / "blobs"),
-                                         str(args.dim), src or "-"], cwd=src or str(REPO))
+                server_log = root / f"{name}.log"  # the app's own stderr (tracebacks of its 500s)
+                with server_log.open("wb") as log_file:
+                    proc = subprocess.Popen([sys.executable, __file__, "--serve", phase_url, str(port),
+                                             str(root / "blobs"), str(args.dim), src or "-"],
+                                            cwd=src or str(REPO), stdout=log_file, stderr=subprocess.STDOUT)
                 procs.append(proc)
                 base = f"http://127.0.0.1:{port}"
                 try:
@@ -364,6 +367,10 @@ def main() -> None:
                 finally:
                     proc.terminate()
                     proc.wait(20)
+                tracebacks = server_log.read_text(errors="replace").count("Traceback")
+                if tracebacks:
+                    print(f"   (the app logged {tracebacks} tracebacks; last line: "
+                          f"{server_log.read_text(errors='replace').strip().splitlines()[-1][:200]})")
                 checks = consistency(phase_url, stats.decided)
                 results.append((f"{tree} app, {phase}", report(f"{tree} app, {phase}", stats, elapsed, checks)))
     finally:

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from app.auth import create_user, issue_api_token
 from app.main import create_app
 from orchestration.cli import cli
-from tests.app.conftest import bearer
+from tests.app.conftest import PASSWORD, bearer
 
 
 @pytest.mark.parametrize("weak", ["12345678", "password", " " * 8, "aaaaaaaaaaaa", "Password1", "qwertyuiop"])
@@ -89,3 +89,35 @@ def test_issued_tokens_still_work_for_users_created_before(app_engine) -> None:
         create_user(conn, "new.viewer", "a fine long password")
         after = conn.execute(text("SELECT count(*) FROM app_sessions")).scalar_one()
     assert after == before + 1
+
+
+def test_failed_logins_are_throttled_per_user_and_unknown_users_cost_one_scrypt(web_app, monkeypatch) -> None:
+    """Defect 6: 200 wrong passwords in 12.6 s, then the right one worked; an unknown user cost two
+    scrypt runs and a known one one (enumeration by timing)."""
+    client = TestClient(web_app)
+    for _ in range(10):
+        assert client.post("/login", data={"username": "rita", "password": "wrong password"}).status_code == 401
+    locked = client.post("/login", data={"username": "rita", "password": PASSWORD}, follow_redirects=False)
+    assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
+    other = client.post("/login", data={"username": "vic", "password": PASSWORD}, follow_redirects=False)
+    assert other.status_code == 303  # another user from the same client is not locked out
+
+    import hashlib
+
+    runs = []
+    real = hashlib.scrypt
+    monkeypatch.setattr(hashlib, "scrypt", lambda *a, **k: runs.append(1) or real(*a, **k))
+    fresh = TestClient(web_app)
+    fresh.post("/login", data={"username": "nobody.here", "password": "wrong password"})
+    unknown, runs[:] = len(runs), []
+    fresh.post("/login", data={"username": "vic", "password": "wrong password"})
+    assert unknown == len(runs) == 1
+
+
+def test_api_docs_work_offline(web_app) -> None:
+    """Defect 9: /docs loaded Swagger UI from a CDN (a blank page offline)."""
+    client = TestClient(web_app)
+    page = client.get("/docs").text
+    assert "cdn." not in page and "/static-offline-docs/swagger-ui-bundle.js" in page
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/openapi.json").json()["info"]["title"] == "creatorlens"
