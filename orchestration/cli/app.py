@@ -52,7 +52,16 @@ def serve(ctx: click.Context, host: str, port: int, secure_cookies: bool, no_sem
     from app.auth import ensure_first_user
     from app.main import create_app
 
+    import socket
+
     settings = ctx.obj["settings"]
+    # Bind first: a port in use must fail before the first user is created, or the once-shown
+    # admin password would be printed for a server that never started.
+    try:
+        listener = socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc} (use --port)") from None
+    listener.close()
     engine = _engine(ctx)
     with engine.begin() as conn:
         password = ensure_first_user(conn)

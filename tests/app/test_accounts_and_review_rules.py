@@ -121,3 +121,19 @@ def test_api_docs_work_offline(web_app) -> None:
     assert "cdn." not in page and "/static-offline-docs/swagger-ui-bundle.js" in page
     assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
     assert client.get("/openapi.json").json()["info"]["title"] == "creatorlens"
+
+
+def test_serve_on_a_busy_port_fails_before_creating_the_first_user(tmp_path, database_url, engine) -> None:
+    """Defect 11 (second half): a failed bind had already consumed the once-printed admin password."""
+    import socket
+
+    busy = socket.create_server(("127.0.0.1", 0))
+    try:
+        env = {"CREATORLENS_STATE_DIR": str(tmp_path / "state"), "DATABASE_URL": database_url}
+        result = CliRunner().invoke(cli, ["app", "serve", "--no-semantic", "--port", str(busy.getsockname()[1])],
+                                    env=env)
+    finally:
+        busy.close()
+    assert result.exit_code != 0 and "cannot listen" in result.output and "password" not in result.output
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM app_users")).scalar_one() == 0
