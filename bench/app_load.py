@@ -367,12 +367,12 @@ def main() -> None:
                 finally:
                     proc.terminate()
                     proc.wait(20)
-                tracebacks = server_log.read_text(errors="replace").count("Traceback")
-                if tracebacks:
-                    print(f"   (the app logged {tracebacks} tracebacks; last line: "
-                          f"{server_log.read_text(errors='replace').strip().splitlines()[-1][:200]})")
                 checks = consistency(phase_url, stats.decided)
                 results.append((f"{tree} app, {phase}", report(f"{tree} app, {phase}", stats, elapsed, checks)))
+                tracebacks = server_log.read_text(errors="replace").count("Traceback")
+                if tracebacks:
+                    print(f"   the app logged {tracebacks} tracebacks; the last line: "
+                          f"{server_log.read_text(errors='replace').strip().splitlines()[-1][:200]}")
     finally:
         for proc in procs:
             if proc.poll() is None:
