@@ -3,6 +3,11 @@
 Each selected post ends as one row with ``status`` ``ok`` (sha256, PDQ hash, size, blob keys)
 or ``failed`` (a stable ``error_reason`` code and a human-readable ``error``). Originals are
 stored content-addressed, with a 400 px JPEG thumbnail. A re-run re-uses blobs already stored.
+
+Images never gate source data: an image that could not be had (expired signed URL, 404, network
+error — the ``"source"`` side of ``imaging.REASON_SIDES``) is a recorded ``failed`` row but does not
+count against the failure-rate ceiling of ``creator_images_quality``, which measures only failures
+of our own processing, so such a batch still promotes its creators and posts.
 """
 
 
@@ -30,7 +35,14 @@ from assets.common.metadata import (
 from assets.common.promotion import IMAGE_COLUMNS
 from assets.common.quality import column, gxe, validate_frame
 from assets.images.config import IngestConfig
-from assets.images.imaging import ImageError, ImageLimits, ProcessedImage, fetch_bytes_retrying, process_image_bytes
+from assets.images.imaging import (
+    SOURCE_REASONS,
+    ImageError,
+    ImageLimits,
+    ProcessedImage,
+    fetch_bytes_retrying,
+    process_image_bytes,
+)
 from gpu_ops.prefetch import prefetch_map
 from resources.blobstore import BlobStore
 
@@ -167,7 +179,10 @@ def creator_images(
     df["exif_rotated"] = df["exif_rotated"].astype("boolean")
     failed = df[df["status"] == "failed"]
     by_reason = reason_counts(failed["error_reason"])
-    context.log.info(f"{len(df) - len(failed)} ok, {len(failed)} failed {by_reason} in {elapsed():.2f}s")
+    health = failure_counts(df)
+    context.log.info(f"{len(df) - len(failed)} ok, {len(failed)} failed {by_reason} "
+                     f"({health['processing_failures']} of our processing, {health['source_failures']} "
+                     f"unreachable/expired/missing) in {elapsed():.2f}s")
     return dg.Output(
         df,
         metadata={
@@ -176,6 +191,8 @@ def creator_images(
             "failed": len(failed),
             "failure_rate": dg.MetadataValue.float(round(len(failed) / len(df), 4) if len(df) else 0.0),
             "failures_by_reason": dg.MetadataValue.json(by_reason),
+            "processing_failures": health["processing_failures"],
+            "source_failures": health["source_failures"],
             "failures": dg.MetadataValue.md(
                 failed[["username", "post_id", "error_reason", "error"]].head(20).to_markdown(index=False)
                 if len(failed) else "_none_"
@@ -188,16 +205,45 @@ def creator_images(
     )
 
 
+def _health_status(status: pd.Series, reason: pd.Series) -> pd.Series:
+    """``ok``, ``failed`` (a failure of our own processing), or null (the image could not be had:
+    unreachable, expired, missing — see ``imaging.REASON_SIDES``), which the ceiling leaves out."""
+    counted = (status == "ok") | ~reason.isin(SOURCE_REASONS)
+    return status.astype(object).where(counted & status.notna(), None)
+
+
+def failure_counts(df: pd.DataFrame) -> dict[str, Any]:
+    """Failures split by whose they are, and the rate the ceiling compares: processing failures
+    among the images whose bytes reached our processing (ok + processing failures)."""
+    failed = df["status"] == "failed"
+    source = failed & df["error_reason"].isin(SOURCE_REASONS)
+    processing = int((failed & ~source).sum())
+    ok = int((df["status"] == "ok").sum())
+    processed = ok + processing
+    return {
+        "processing_failures": processing,
+        "source_failures": int(source.sum()),
+        "processed": processed,
+        "failure_rate": round(processing / processed, 4) if processed else 0.0,
+    }
+
+
 @batch_check(asset=CREATOR_IMAGES,
-                description="Unique image keys, hashes on every ok image, a reason on every failure, "
-                            "and a failure rate under the configured ceiling.")
+                description="Unique image keys, hashes on every ok image, a reason on every failure, and a "
+                            "rate of failures of our own processing (decode errors, limits, bugs) under the "
+                            "configured ceiling; unreachable, expired or missing images are recorded, not counted.")
 def creator_images_quality(creator_images: pd.DataFrame, ingest: IngestConfig) -> dg.AssetCheckResult:
+    # The ceiling reads ``health_status``: null for source-side failures, which GX leaves out of
+    # ``mostly``, so a batch whose every image URL expired still passes and promotes its creators.
+    frame = creator_images.assign(
+        health_status=_health_status(creator_images["status"], creator_images["error_reason"])
+    )
     expectations = [
         gxe.ExpectColumnValuesToBeUnique(column="image_key"),
         gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed"]),
-        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["ok"], mostly=1.0 - ingest.max_failure_rate),
+        gxe.ExpectColumnValuesToBeInSet(column="health_status", value_set=["ok"], mostly=1.0 - ingest.max_failure_rate),
     ]
-    if (creator_images["status"] == "ok").any():
+    if (frame["status"] == "ok").any():
         expectations += [
             gxe.ExpectColumnValuesToNotBeNull(column=c, row_condition=column("status") == "ok")
             for c in ("sha256", "pdq_hash", "pdq_quality")
@@ -205,12 +251,23 @@ def creator_images_quality(creator_images: pd.DataFrame, ingest: IngestConfig) -
         expectations.append(
             gxe.ExpectColumnValueLengthsToEqual(column="pdq_hash", value=64, row_condition=column("status") == "ok")
         )
-    if (creator_images["status"] == "failed").any():
+    if (frame["status"] == "failed").any():
         expectations.append(
             gxe.ExpectColumnValuesToNotBeNull(column="error_reason", row_condition=column("status") == "failed")
         )
-    failure_rate = float((creator_images["status"] == "failed").mean()) if len(creator_images) else 0.0
+    counts = failure_counts(frame)
+    failed = frame[frame["status"] == "failed"]
     return check_result(
-        validate_frame(creator_images, expectations, name="creator_images"),
-        extra={"failure_rate": failure_rate, "max_failure_rate": ingest.max_failure_rate},
+        validate_frame(frame, expectations, name="creator_images"),
+        extra={
+            "failure_rate": counts["failure_rate"],
+            "max_failure_rate": ingest.max_failure_rate,
+            "processing_failures": counts["processing_failures"],
+            "source_failures": counts["source_failures"],
+            "processed_images": counts["processed"],
+            "processing_failures_by_reason": dg.MetadataValue.json(
+                reason_counts(failed.loc[~failed["error_reason"].isin(SOURCE_REASONS), "error_reason"])),
+            "source_failures_by_reason": dg.MetadataValue.json(
+                reason_counts(failed.loc[failed["error_reason"].isin(SOURCE_REASONS), "error_reason"])),
+        },
     )

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 from urllib.request import url2pathname
 
 import httpx
@@ -27,33 +28,57 @@ from resources.http import retry_after_seconds, wait_retry_after
 register_heif_opener()
 
 __all__ = [
+    "PROCESSING_REASONS",
     "REASONS",
+    "REASON_SIDES",
+    "SOURCE_REASONS",
     "ImageError",
     "ImageLimits",
     "ProcessedImage",
+    "counts_against_health",
     "decode_image",
     "fetch_bytes",
     "fetch_bytes_retrying",
     "pdq",
     "process_image_bytes",
     "process_uri",
+    "signed_url_expired",
 ]
 
-REASONS: frozenset[str] = frozenset(
-    {
-        "empty_file",
-        "not_found",
-        "too_large",
-        "http_error",
-        "timeout",
-        "network_error",
-        "bad_content_type",
-        "not_an_image",
-        "truncated",
-        "decompression_bomb",
-        "unsupported_format",
-    }
-)
+#: Every reason an image can fail with, and whose failure it is. ``"source"``: the image could not be
+#: had — unreachable, expired, missing or refused by the server — which says nothing about our
+#: pipeline; such images are recorded (``failed`` rows with their reason) but never count against the
+#: failure-rate ceiling, so they cannot hold a batch's creators and posts hostage. ``"processing"``: we
+#: had the bytes (or applied our own limits to them) and could not turn them into an image — these
+#: measure the pipeline's health, and the ceiling of ``creator_images_quality`` counts only them.
+REASON_SIDES: dict[str, str] = {
+    # source side: not our failure
+    "url_expired": "source",  # 403/410 on a signed URL whose oe= time is past, or "signature expired"
+    "not_found": "source",  # missing local file, unsupported/remote URI scheme
+    "network_error": "source",  # connection refused/reset, DNS, too many redirects, invalid URL
+    "timeout": "source",  # the server did not answer (or finish the body) in time
+    "http_error": "source",  # any other non-2xx answer (404, 403 unsigned, 429, 5xx ...)
+    "bad_content_type": "source",  # the server answered a non-image (an HTML login wall, a JSON error)
+    "no_media_url": "source",  # the post names no image at all
+    # processing side: the bytes we got, our decoding, our limits
+    "empty_file": "processing",
+    "too_large": "processing",  # over our max_image_bytes, like decompression_bomb over max_image_pixels
+    "not_an_image": "processing",
+    "truncated": "processing",
+    "decompression_bomb": "processing",
+    "unsupported_format": "processing",
+    "internal_error": "processing",  # a bug or environment failure while handling one image
+}
+REASONS: frozenset[str] = frozenset(REASON_SIDES)
+SOURCE_REASONS: frozenset[str] = frozenset(r for r, side in REASON_SIDES.items() if side == "source")
+PROCESSING_REASONS: frozenset[str] = frozenset(r for r, side in REASON_SIDES.items() if side == "processing")
+
+
+def counts_against_health(reason: str | None) -> bool:
+    """Whether a failure with ``reason`` is one of our own processing (counted by the failure-rate
+    ceiling). Unknown reasons count: a failure nobody classified is not presumed harmless."""
+    return reason not in SOURCE_REASONS
+
 
 _OCTET_STREAM_TYPES = ("application/octet-stream", "binary/octet-stream")
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
@@ -61,6 +86,9 @@ _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _ORIENTATION_TAG = 0x0112
 _CHUNK_BYTES = 64 * 1024
 _TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+_EXPIRY_STATUS = frozenset({403, 410})
+_EXPIRED_BODY = re.compile(rb"signature\s+(?:has\s+)?expired|url\s+(?:has\s+)?expired|expired\s+(?:url|signature)", re.IGNORECASE)
+_ERROR_BODY_BYTES = 4096  # how much of an error answer is read to look for "signature expired"
 
 
 @dataclass(frozen=True)
@@ -210,6 +238,12 @@ def _read_response(
     uri: str, response: httpx.Response, limits: ImageLimits, deadline: float
 ) -> bytes:
     if not response.is_success:
+        if response.status_code in _EXPIRY_STATUS and (signed_url_expired(uri) or _says_expired(response)):
+            raise ImageError(
+                "url_expired",
+                f"HTTP {response.status_code} for an expired signed URL {uri}",
+                status_code=response.status_code,
+            )
         raise ImageError(
             "http_error",
             f"HTTP {response.status_code} for {uri}",
@@ -234,6 +268,32 @@ def _read_response(
     if not buf:
         raise ImageError("empty_file", f"empty body for {uri}")
     return bytes(buf)
+
+
+def signed_url_expired(uri: str, *, now: float | None = None) -> bool:
+    """True when ``uri`` carries a CDN signature expiry (Instagram/Facebook ``oe=<hex unix time>``)
+    that is in the past. A URL without one, or with one that does not parse, is not expired."""
+    values = parse_qs(urlparse(uri).query).get("oe", [])
+    if not values:
+        return False
+    try:
+        expires = int(values[0], 16)
+    except ValueError:
+        return False
+    return expires < (time.time() if now is None else now)
+
+
+def _says_expired(response: httpx.Response) -> bool:
+    """Whether the first few KB of an error answer say the URL's signature expired."""
+    head = bytearray()
+    try:
+        for chunk in response.iter_bytes(_CHUNK_BYTES):
+            head.extend(chunk)
+            if len(head) >= _ERROR_BODY_BYTES:
+                break
+    except httpx.HTTPError:
+        return False
+    return bool(_EXPIRED_BODY.search(bytes(head[:_ERROR_BODY_BYTES])))
 
 
 # --------------------------------------------------------------------------- decoding
