@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     pdq_max_distance: int = Field(default=31, ge=0, le=256, description="Near-duplicate Hamming threshold.")
     pdq_min_quality: int = Field(default=50, ge=0, le=100, description="PDQ quality needed to compare.")
     max_failure_rate: float = Field(
-        default=0.2, ge=0.0, le=1.0, description="Share of failed images above which promotion is blocked."
+        default=0.2, ge=0.0, le=1.0, description="Share of images whose bytes we got but could not process "
+        "(decode errors) above which promotion is blocked; unreachable, expired or missing images do not count."
     )
 
     # ---- vision stage (VisionConfig) ----------------------------------------------------------
