@@ -65,7 +65,9 @@ from orchestration.sensors import NEW_CREATOR_SENSOR, TRIGGER_TAG
 from resources import pgserver
 from tests.conftest import TEMPLATE_DB
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+# One worker holds both `dagster dev` instances (module-scoped, one per instance kind): without the group,
+# xdist would start them on both workers.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600), pytest.mark.xdist_group("daemon")]
 
 LOCATION = "creatorlens"
 REPOSITORY = "__repository__"
