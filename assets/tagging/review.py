@@ -71,30 +71,18 @@ def check_new_tag_name(name: str) -> str:
 # that image, model version and category, lowest review_id first; the second decision waits for the
 # first, then finds its item superseded (409). A decision that spans two categories (a correction to
 # another exclusive category) could still meet a deadlock: it is retried a bounded number of times.
-_ITEM_SCOPE = """
-SELECT q.image_id, q.model_version, g.category, g.exclusive
-FROM tag_review_queue q JOIN tags g ON g.tag_id = q.tag_id
-WHERE q.review_id = %(review_id)s
-"""
-_LOCK_CATEGORY = """
-SELECT q.review_id
-FROM tag_review_queue q JOIN tags g ON g.tag_id = q.tag_id
-WHERE q.image_id = %(image_id)s AND q.model_version IS NOT DISTINCT FROM %(model_version)s
-  AND g.category = %(category)s
-ORDER BY q.review_id
-FOR UPDATE OF q
-"""
+# The statements: review.sql's item_scope and lock_category.
 DEADLOCK_RETRIES = 3
 
 
 def _lock_category(cur: psycopg.Cursor, image_id: int, model_version: str | None, category: str) -> None:
     """Lock the image's queue items of one category (exclusive ones only matter) in review_id order."""
-    cur.execute(_LOCK_CATEGORY, {"image_id": image_id, "model_version": model_version, "category": category})
+    cur.execute(load_queries(QUERIES)["lock_category"], {"image_id": image_id, "model_version": model_version, "category": category})
 
 
 def _lock_item_scope(cur: psycopg.Cursor, review_id: int) -> None:
     """Before claiming ``review_id``: if its tag is in an exclusive category, lock that category's items."""
-    row = cur.execute(_ITEM_SCOPE, {"review_id": review_id}).fetchone()
+    row = cur.execute(load_queries(QUERIES)["item_scope"], {"review_id": review_id}).fetchone()
     if row is not None and row[3]:
         _lock_category(cur, row[0], row[1], row[2])
 

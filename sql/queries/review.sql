@@ -108,3 +108,20 @@ SELECT image_id, %(reason)s, %(reviewer)s FROM images WHERE image_key = %(image_
 ON CONFLICT (image_id) WHERE resolved_at IS NULL DO UPDATE SET
     reason = EXCLUDED.reason, flagged_by = EXCLUDED.flagged_by, created_at = now()
 RETURNING flag_id;
+
+-- name: item_scope
+-- The image, model version and category of one queue item (review.py's lock order).
+SELECT q.image_id, q.model_version, g.category, g.exclusive
+FROM tag_review_queue q JOIN tags g ON g.tag_id = q.tag_id
+WHERE q.review_id = %(review_id)s;
+
+-- name: lock_category
+-- Every queue item of one image, model version and category, locked lowest review_id first, so two
+-- decisions settling the same exclusive category wait for each other instead of deadlocking.
+SELECT q.review_id
+FROM tag_review_queue q JOIN tags g ON g.tag_id = q.tag_id
+WHERE q.image_id = %(image_id)s AND q.model_version IS NOT DISTINCT FROM %(model_version)s
+  AND g.category = %(category)s
+ORDER BY q.review_id
+FOR UPDATE OF q;
+
