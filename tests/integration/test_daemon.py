@@ -76,7 +76,7 @@ BATCH_SIZE = 1
 GOOD_CREATORS = {"daemon.astro": ["astronaut.jpg", "brick.jpg"], "daemon.coffee": ["coffee.jpg", "clock.jpg"],
                  "daemon.cat": ["chelsea.jpg", "grass.jpg"]}
 GOOD_BATCHES = ["batch-00001", "batch-00002", "batch-00003"]
-BAD_CREATOR = "zz.no.images"  # every image missing: the blocking images check fails
+BAD_CREATOR = "zz.no.images"  # every image corrupt (bytes that decode to nothing): the blocking images check fails
 BAD_BATCH = "batch-00004"
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
 IN_PROGRESS = {"STARTING", "STARTED", "CANCELING"}
@@ -312,14 +312,18 @@ def _dump(json_dir: Path, username: str, images: list[str]) -> None:
 
 def _write_sources(root: Path) -> tuple[Path, Path]:
     """Three creators (CSV rows, their posts in JSON dumps) with two sample photos each, and one
-    creator (a dump only) whose two posts point at files that do not exist."""
+    creator (a dump only) whose two posts point at files that are not images. (Missing or expired
+    images no longer block a batch; images whose bytes we got and could not decode still do.)"""
     sample = build_sample_data(root / "sample")  # for its photos only
     csv_dir, json_dir = root / "csv", root / "json"
     json_dir.mkdir(parents=True)
     write_creators_csv(csv_dir / "export.csv", list(GOOD_CREATORS))
     for username, photos in GOOD_CREATORS.items():
         _dump(json_dir, username, [str(sample.image_dir / p) for p in photos])
-    _dump(json_dir, BAD_CREATOR, [str(sample.image_dir / f"{BAD_CREATOR}_{i}.jpg") for i in range(2)])
+    corrupt = [root / f"{BAD_CREATOR}_{i}.jpg" for i in range(2)]
+    for path in corrupt:
+        path.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG " * 8)
+    _dump(json_dir, BAD_CREATOR, [str(p) for p in corrupt])
     return csv_dir, json_dir
 
 
