@@ -60,7 +60,7 @@ def local_instance(settings: Settings) -> dg.DagsterInstance:
 def batch_new_creators(engine: Engine, sources: SourceFiles, batch_size: int) -> tuple[SourceSnapshot, BatchAssignment]:
     """Read every source, record its rejects, and put creators no batch holds into new batches.
 
-    Creators come from the source folders (and whatever else ``SourceFiles.load`` reads) and from
+    Creators come from the source folders (and whatever else ``assets.sources.assets.load_snapshot`` reads) and from
     the warehouse itself: rows inserted into ``creators`` directly, without a batch. Idempotent.
     """
     snapshot = load_snapshot(sources)

@@ -2,7 +2,7 @@
 
 ``new_creator_sensor`` (built by :func:`build_new_creator_sensor`) reads every source through the
 backbone's discovery path (:func:`orchestration.runs.batch_new_creators`: the source folders,
-whatever else ``SourceFiles.load`` reads, and creators inserted straight into the warehouse),
+whatever else ``assets.sources.assets.load_snapshot`` reads, and creators inserted straight into the warehouse),
 puts creators no batch holds into new batches, and answers with one ``SensorResult``: the new
 partitions, one run per new batch (``run_key`` = job + batch, so Dagster launches it once), and a
 cursor. The cursor is a fingerprint of what discovery would read (file names, sizes and mtimes,

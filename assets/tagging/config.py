@@ -7,7 +7,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.tagging.search import SearchSettings
 from assets.tagging.taxonomy import Taxonomy, load_taxonomy
 from creatorlens.settings import FromSettings, Settings, knob
 
@@ -49,6 +48,3 @@ class TaggingConfig(FromSettings, dg.ConfigurableResource):
 
     def taxonomy(self) -> Taxonomy:
         return cached_taxonomy(self.taxonomy_path)
-
-    def search_settings(self) -> SearchSettings:
-        return SearchSettings(ef_search=self.hnsw_ef_search)
