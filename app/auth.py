@@ -21,6 +21,10 @@ from sqlalchemy import Connection
 from creatorlens.queries import load_queries
 
 SESSION_COOKIE = "creatorlens_session"
+# Login CSRF (before there is a session): GET /login sets this random pre-session cookie and puts
+# login_csrf_for(cookie) in the form; POST /login refuses a form whose token does not match the
+# cookie it came with. A cross-site page can neither read the cookie nor compute the token.
+LOGIN_COOKIE = "creatorlens_login"
 SESSION_TTL = timedelta(days=7)
 ROLES = ("viewer", "reviewer")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -76,6 +80,18 @@ def csrf_for(secret: str) -> str:
 
 def csrf_ok(user: User, presented: str | None) -> bool:
     return bool(presented) and hmac.compare_digest(user.csrf_token, presented or "")
+
+
+def new_login_nonce() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def login_csrf_for(nonce: str) -> str:
+    return hmac.new(nonce.encode(), b"creatorlens-login-csrf", hashlib.sha256).hexdigest()
+
+
+def login_csrf_ok(nonce: str | None, presented: str | None) -> bool:
+    return bool(nonce) and bool(presented) and hmac.compare_digest(login_csrf_for(nonce or ""), presented or "")
 
 
 # Refused outright whatever their length: the most common passwords and keyboard walks.

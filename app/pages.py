@@ -31,9 +31,21 @@ def _safe_next(target: str | None) -> str:
     return target if target and target.startswith("/") and not target.startswith("//") else "/"
 
 
+def _login_form(request: Request, next: str, error: str | None, status: int = 200) -> HTMLResponse:
+    """The login page with a CSRF token bound to the pre-session cookie (set here when absent)."""
+    nonce = request.cookies.get(auth.LOGIN_COOKIE) or auth.new_login_nonce()
+    response = render(request, "login.html", None, next=_safe_next(next), error=error,
+                      csrf=auth.login_csrf_for(nonce))
+    response.status_code = status
+    if request.cookies.get(auth.LOGIN_COOKIE) != nonce:
+        response.set_cookie(auth.LOGIN_COOKIE, nonce, httponly=True, samesite="lax",
+                            secure=request.app.state.secure_cookies)
+    return response
+
+
 @router.get("/login")
 def login_page(request: Request, next: str | None = None) -> HTMLResponse:
-    return render(request, "login.html", None, next=_safe_next(next), error=None)
+    return _login_form(request, next, None)
 
 
 @router.post("/login")
@@ -43,22 +55,23 @@ def login_submit(
     username: Annotated[str, Form(max_length=40)],
     password: Annotated[str, Form(max_length=200)],
     next: Annotated[str, Form(max_length=500)] = "/",
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
 ):
+    # Login CSRF: the form's token must match this browser's pre-session cookie (a cross-site form
+    # cannot know it). Checked first: a forged post costs no scrypt run and no throttle hit.
+    if not auth.login_csrf_ok(request.cookies.get(auth.LOGIN_COOKIE), csrf_token):
+        return _login_form(request, next, "The login form expired or came from another site: log in again.", 403)
     limiter = request.app.state.login_limits
     client = request.client.host if request.client else "?"
     wait = limiter.refused(username, client)
     if wait:
-        response = render(request, "login.html", None, next=_safe_next(next),
-                          error=f"Too many failed logins: try again in {wait} s.")
-        response.status_code = 429
+        response = _login_form(request, next, f"Too many failed logins: try again in {wait} s.", 429)
         response.headers["Retry-After"] = str(wait)
         return response
     token = auth.login(conn, username, password)
     if token is None:
         limiter.failed(username, client)
-        response = render(request, "login.html", None, next=_safe_next(next), error="Wrong username or password.")
-        response.status_code = 401
-        return response
+        return _login_form(request, next, "Wrong username or password.", 401)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(auth.SESSION_COOKIE, token, httponly=True, samesite="lax",
                         secure=request.app.state.secure_cookies, max_age=int(auth.SESSION_TTL.total_seconds()))

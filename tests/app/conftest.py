@@ -117,10 +117,22 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def _meta_or_field(html: str, marker: str) -> str:
+    start = html.index(marker) + len(marker)
+    return html[start:html.index('"', start)]
+
+
+def post_login(client, data: dict, **kwargs):
+    """POST /login as a browser does: fetch the form first (its pre-session cookie and CSRF token)."""
+    form = client.get("/login")
+    token = _meta_or_field(form.text, 'name="csrf_token" value="')
+    return client.post("/login", data={**data, "csrf_token": token}, **kwargs)
+
+
 def login(client, username: str = "rita") -> str:
     """Log ``client`` in through the form; returns the page's CSRF token."""
-    response = client.post("/login", data={"username": username, "password": PASSWORD, "next": "/stats"},
-                           follow_redirects=True)
+    response = post_login(client, {"username": username, "password": PASSWORD, "next": "/stats"},
+                          follow_redirects=True)
     assert response.status_code == 200, response.text
     marker = 'name="csrf-token" content="'
     start = response.text.index(marker) + len(marker)

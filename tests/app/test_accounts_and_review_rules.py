@@ -10,7 +10,7 @@ from sqlalchemy import text
 from app.auth import create_user, issue_api_token
 from app.main import create_app
 from orchestration.cli import cli
-from tests.app.conftest import PASSWORD, bearer
+from tests.app.conftest import PASSWORD, bearer, post_login
 
 
 @pytest.mark.parametrize("weak", ["12345678", "password", " " * 8, "aaaaaaaaaaaa", "Password1", "qwertyuiop"])
@@ -96,10 +96,10 @@ def test_failed_logins_are_throttled_per_user_and_unknown_users_cost_one_scrypt(
     scrypt runs and a known one one (enumeration by timing)."""
     client = TestClient(web_app)
     for _ in range(10):
-        assert client.post("/login", data={"username": "rita", "password": "wrong password"}).status_code == 401
-    locked = client.post("/login", data={"username": "rita", "password": PASSWORD}, follow_redirects=False)
+        assert post_login(client, {"username": "rita", "password": "wrong password"}).status_code == 401
+    locked = post_login(client, {"username": "rita", "password": PASSWORD}, follow_redirects=False)
     assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
-    other = client.post("/login", data={"username": "vic", "password": PASSWORD}, follow_redirects=False)
+    other = post_login(client, {"username": "vic", "password": PASSWORD}, follow_redirects=False)
     assert other.status_code == 303  # another user from the same client is not locked out
 
     import hashlib
@@ -108,9 +108,9 @@ def test_failed_logins_are_throttled_per_user_and_unknown_users_cost_one_scrypt(
     real = hashlib.scrypt
     monkeypatch.setattr(hashlib, "scrypt", lambda *a, **k: runs.append(1) or real(*a, **k))
     fresh = TestClient(web_app)
-    fresh.post("/login", data={"username": "nobody.here", "password": "wrong password"})
+    post_login(fresh, {"username": "nobody.here", "password": "wrong password"})
     unknown, runs[:] = len(runs), []
-    fresh.post("/login", data={"username": "vic", "password": "wrong password"})
+    post_login(fresh, {"username": "vic", "password": "wrong password"})
     assert unknown == len(runs) == 1
 
 

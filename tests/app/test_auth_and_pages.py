@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from app.auth import hash_password, verify_password
-from tests.app.conftest import PASSWORD, bearer, login
+from tests.app.conftest import PASSWORD, bearer, login, post_login
 
 
 def test_passwords_and_tokens_are_stored_hashed(app_engine, tokens) -> None:
@@ -24,7 +24,7 @@ def test_reads_need_a_login_and_bad_credentials_are_refused(web_app, tokens) -> 
     assert client.get("/api/creators").status_code == 401
     page = client.get("/creators", follow_redirects=False)
     assert page.status_code == 303 and page.headers["location"].startswith("/login")
-    wrong = client.post("/login", data={"username": "rita", "password": "nope"}, follow_redirects=False)
+    wrong = post_login(client, {"username": "rita", "password": "nope"}, follow_redirects=False)
     assert wrong.status_code == 401 and "Wrong username or password" in wrong.text
     assert client.get("/api/me", headers=bearer("forged-token")).status_code == 401
     assert client.get("/api/me", headers=bearer(tokens["viewer"])).json() == {"username": "vic", "role": "viewer"}
@@ -32,11 +32,34 @@ def test_reads_need_a_login_and_bad_credentials_are_refused(web_app, tokens) -> 
 
 def test_login_sets_an_httponly_session_and_open_redirects_are_refused(web_app) -> None:
     client = TestClient(web_app)
-    response = client.post("/login", data={"username": "vic", "password": PASSWORD, "next": "//evil.example/x"},
+    response = post_login(client, {"username": "vic", "password": PASSWORD, "next": "//evil.example/x"},
                            follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/"
     assert "httponly" in response.headers["set-cookie"].lower()
     assert client.get("/api/me").json()["username"] == "vic"
+
+
+def test_a_cross_site_login_post_without_the_form_token_is_refused(web_app, app_engine) -> None:
+    """Defect 6: POST /login had no CSRF token (login CSRF: a hostile page logs the victim in as the
+    attacker). Without the form's token, or with a token of another browser's form, it is a 403 that
+    creates no session and costs no scrypt run."""
+    def sessions() -> int:
+        with app_engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM app_sessions WHERE kind = 'session'")).scalar_one()
+
+    before = sessions()
+    attacker = TestClient(web_app)
+    creds = {"username": "vic", "password": PASSWORD, "next": "/"}
+    forged = attacker.post("/login", data=creds, headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    assert forged.status_code == 403 and "another site" in forged.text
+    other_form = TestClient(web_app).get("/login").text  # a token from another browser's form
+    start = other_form.index('name="csrf_token" value="') + len('name="csrf_token" value="')
+    stolen = other_form[start:other_form.index('"', start)]
+    assert attacker.post("/login", data={**creds, "csrf_token": stolen}, follow_redirects=False).status_code == 403
+    assert sessions() == before and attacker.get("/api/me").status_code == 401
+    ok = post_login(attacker, creds, follow_redirects=False)  # the same browser through the form: logged in
+    assert ok.status_code == 303 and attacker.get("/api/me").json()["username"] == "vic"
+    assert sessions() == before + 1
 
 
 def test_logout_needs_the_csrf_token_and_ends_the_session(web_app) -> None:

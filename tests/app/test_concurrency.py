@@ -16,7 +16,7 @@ from sqlalchemy import event, text
 
 from app.auth import create_user, issue_api_token
 from app.main import create_app
-from tests.app.conftest import PASSWORD, bearer
+from tests.app.conftest import PASSWORD, bearer, post_login
 from tests.support.live import serve_app
 
 
@@ -98,7 +98,7 @@ def test_login_commits_before_the_redirect_is_sent(web_app, app_engine) -> None:
 
             before = sessions()
             with httpx.Client(base_url=base, timeout=30) as client:
-                response = client.post("/login", data={"username": "rita", "password": PASSWORD, "next": "/"})
+                response = post_login(client, {"username": "rita", "password": PASSWORD, "next": "/"})
                 assert response.status_code == 303
                 assert sessions() == before + 1  # visible the moment the redirect arrives
                 assert client.get("/api/me").json()["username"] == "rita"
