@@ -13,7 +13,7 @@ export DAGSTER_HOME ?= $(STATE_DIR)/dagster_home
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
-.PHONY: install browser demo test ui validate bench clean help app
+.PHONY: install browser demo test ui validate bench bench-gpu clean help app
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -59,6 +59,10 @@ bench: install
 	$(BIN)/python bench/vector_search.py
 	$(BIN)/python bench/embeddings.py
 	$(BIN)/python bench/search.py
+
+# One GPU, one shot, under 8 minutes: bench/gpu.py's table (exits 2 without a CUDA GPU).
+bench-gpu: install
+	PYTHON=$(BIN)/python bash bench/gpu.sh
 
 app: install
 	$(BIN)/creatorlens init >/dev/null

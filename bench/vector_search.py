@@ -20,6 +20,7 @@ sent straight to the exact ranking: ``SearchSettings.exact_below``).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -105,13 +106,15 @@ def load(conn: psycopg.Connection, data: np.ndarray, tagged: dict[str, np.ndarra
     return time.perf_counter() - started
 
 
-def build_index(conn: psycopg.Connection, dim: int, m: int, ef_construction: int) -> float:
+def build_index(conn: psycopg.Connection, dim: int, m: int, ef_construction: int, maintenance_work_mem: str = "3GB",
+                maintenance_workers: int = 2) -> float:
     started = time.perf_counter()
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("UPDATE embedding_models SET hnsw_m = %s, hnsw_ef_construction = %s WHERE model_version = %s",
                     (m, ef_construction, VERSION))
-        cur.execute("SET LOCAL maintenance_work_mem = '3GB'")
-        cur.execute("SET LOCAL max_parallel_maintenance_workers = 2")
+        cur.execute(pgsql.SQL("SET LOCAL maintenance_work_mem = {}").format(pgsql.Literal(maintenance_work_mem)))
+        cur.execute(pgsql.SQL("SET LOCAL max_parallel_maintenance_workers = {}").format(
+            pgsql.Literal(maintenance_workers)))
         ensure_embedding_model(cur, EmbeddingModel(VERSION, "bench", "synthetic", dim, "sigmoid"))
     with conn.transaction():
         conn.execute("ANALYZE image_embeddings")
@@ -174,8 +177,12 @@ def main() -> None:
     ap.add_argument("--tag-share", type=float, default=0.1)
     ap.add_argument("--exact-sql", type=int, default=20, help="queries timed as an exact scan in PostgreSQL")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--maintenance-work-mem", default="3GB", help="maintenance_work_mem for the HNSW build")
+    ap.add_argument("--maintenance-workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                    help="max_parallel_maintenance_workers for the HNSW build (default: cores - 1, plus the leader)")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
+    print(f"machine: {os.cpu_count()} CPU cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     t = time.perf_counter()
     data, clusters = clustered(args.n, args.dim, args.centres, rng)
@@ -210,9 +217,17 @@ def main() -> None:
         with psycopg.connect(url) as conn:
             load_s = load(conn, data, {TAG: tagged, SCATTERED: scattered})
             print(f"load (COPY images, tags, halfvec embeddings): {load_s:.1f}s")
-            build_s = build_index(conn, args.dim, args.m, args.ef_construction)
-            print(f"HNSW build (m={args.m}, ef_construction={args.ef_construction}, halfvec_cosine_ops): "
-                  f"{build_s:.1f}s = {args.n / build_s:,.0f} vectors/s")
+            build_s = build_index(conn, args.dim, args.m, args.ef_construction, args.maintenance_work_mem,
+                                  args.maintenance_workers)
+            settings = dict(conn.execute(
+                "SELECT name, current_setting(name) FROM pg_settings WHERE name IN ('shared_buffers', "
+                "'work_mem', 'effective_cache_size', 'max_worker_processes', 'max_parallel_workers')").fetchall())
+            conn.commit()
+            print(f"HNSW build (m={args.m}, ef_construction={args.ef_construction}, halfvec_cosine_ops, "
+                  f"maintenance_work_mem {args.maintenance_work_mem}, {args.maintenance_workers} parallel maintenance "
+                  f"workers + the leader): {build_s:.1f}s = {args.n / build_s:,.0f} vectors/s; load average "
+                  f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            print("server settings: " + ", ".join(f"{k} {v}" for k, v in sorted(settings.items())))
             plan = "\n".join(r[0] for r in conn.execute(
                 pgsql.SQL("EXPLAIN ") + pgsql.SQL(load_queries("search.sql")["nearest_images"]).format(
                     dim=pgsql.Literal(args.dim)),
