@@ -7,6 +7,7 @@ creators always open new batches, so a partition's membership never changes unde
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Engine
 from assets.sources.parsing import Reject
 from creatorlens.fields import PLATFORM
 from creatorlens.queries import load_queries
+from resources.erasure import tombstoned
 
 BATCH_KEY_FORMAT = "batch-{:05d}"
 
@@ -23,6 +25,7 @@ BATCH_KEY_FORMAT = "batch-{:05d}"
 class BatchAssignment:
     new_batches: dict[str, list[str]] = field(default_factory=dict)
     all_batches: list[str] = field(default_factory=list)
+    erased: int = 0  # candidates dropped because they were forgotten (creator_tombstones)
 
     @property
     def new_creators(self) -> int:
@@ -44,6 +47,15 @@ def assign_batches(
     result = BatchAssignment()
     with engine.begin() as conn:
         conn.exec_driver_sql(q["lock"])
+        # A forgotten creator (resources.erasure) is never batched again: dropped, with reason "erased".
+        erased = tombstoned(conn.connection.driver_connection, candidates, platform)
+        if erased:
+            candidates = [u for u in candidates if u not in erased]
+            hashes = sorted(hashlib.sha256(u.encode()).hexdigest() for u in erased)
+            conn.exec_driver_sql(q["record_reject"], {"sources": ["tombstone"] * len(hashes),
+                                                      "records": [f"{platform}:{h}" for h in hashes],
+                                                      "reasons": ["erased"] * len(hashes)})
+            result.erased = len(erased)
         # Set-based: the warehouse answers with the new candidates only, and takes all new members in
         # one INSERT; a tick's cost is a few statements, not one per creator (see bench/scale.py).
         fresh = [
