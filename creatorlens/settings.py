@@ -93,7 +93,9 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = Field(
         default=None, description="Model weights cache (default state_dir/models); filled by `creatorlens models pull`."
     )
-    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N (forces the inference device).")
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N (forces the inference device) | "
+                        "cuda:N,M,... (each process claims one of these; auto does so over every visible GPU, "
+                        "locks in CREATORLENS_GPU_LOCK_DIR, see gpu_ops/devices.py).")
     model_backends: dict[str, str] = Field(
         default_factory=dict, description='Forced backend per family, JSON: {"person_detector": "hog"}.'
     )
@@ -161,6 +163,33 @@ class Settings(BaseSettings):
     hnsw_ef_construction: int = Field(default=128, ge=4, le=1000, description="HNSW build candidate list.")
     hnsw_ef_search: int = Field(
         default=40, ge=1, le=1000, description="HNSW search candidate list (recall vs latency)."
+    )
+
+    # ---- tagging: VLM escalation, review queue order, tag history -------------------------
+    vlm_base_url: str | None = Field(
+        default="http://127.0.0.1:11434/v1",
+        description="OpenAI-compatible vision endpoint (ending in /v1) asked about queued tags; local by default "
+        "(Ollama). Empty = escalation disabled. A non-loopback host is used only with vlm_allow_remote.",
+    )
+    vlm_model: str | None = Field(
+        default=None, description="Vision model the endpoint serves (e.g. qwen2.5vl:7b); unset = escalation disabled."
+    )
+    vlm_api_key: SecretStr | None = Field(default=None, description="Bearer token for a remote VLM endpoint.")
+    vlm_allow_remote: bool = Field(
+        default=False, description="Allow sending images to a VLM endpoint that is not on this machine (loopback)."
+    )
+    vlm_max_calls: int = Field(default=200, ge=0, description="VLM questions per run (budget); the rest are skipped.")
+    vlm_rate_limit: str = Field(
+        default="2/second", description="VLM request rate (the `limits` package's notation: '2/second', '60/minute')."
+    )
+    vlm_timeout_s: float = Field(default=60.0, gt=0)
+    vlm_retries: int = Field(default=4, ge=0, description="Retries of a VLM question on 429/5xx/network errors.")
+    vlm_image_max_side: int = Field(default=768, ge=64, description="Longest side of the image sent to the VLM.")
+    review_order_clusters: int = Field(default=8, ge=1, le=64, description="Embedding clusters the review queue "
+                                       "spreads its first items over.")
+    tag_history_change: float = Field(
+        default=0.2, gt=0.0, le=1.0, description="A creator's tag share moving more than this between two "
+        "analyses is listed for review."
     )
 
     # ---- derived paths -------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 DEFAULT_PREFERENCE = ("cuda", "mps", "cpu")
 KINDS = frozenset(DEFAULT_PREFERENCE)
@@ -97,6 +98,7 @@ def choose_device(device: str | Device | None = None, preference: Sequence[str] 
 
     ``device`` is a :class:`Device` (used as given), ``None``/``auto`` (choose), or ``cpu``,
     ``cuda``, ``cuda:N``, ``mps`` (forced: :class:`DeviceUnavailable` if this machine lacks it).
+    With several CUDA devices, ``auto`` and ``cuda:N,M,...`` claim one per process (:mod:`gpu_ops.devices`).
     """
     if isinstance(device, Device):
         return device
@@ -107,11 +109,17 @@ def choose_device(device: str | Device | None = None, preference: Sequence[str] 
             if kind not in KINDS:
                 raise ValueError(f"unknown device kind {kind!r} in the preference {tuple(preference)}")
             if kind in have:
-                return Device(kind)
+                # Several GPUs: this process claims one of its own (gpu_ops.devices), not always cuda:0.
+                return Device(kind, _claimed_cuda_index() if kind == "cuda" else 0)
         raise DeviceUnavailable(f"none of {tuple(preference)} is available here (have {list(have)})")
     kind, _, index = name.partition(":")
+    if kind == "cuda" and "," in index:  # cuda:0,2 — claim one of these for this process
+        ids = [i.strip() for i in index.split(",")]
+        if not all(i.isdigit() for i in ids):
+            _bad_device(name)
+        return Device("cuda", _claimed_cuda_index([int(i) for i in ids]))
     if kind not in KINDS or (index and (kind != "cuda" or not index.isdigit())):
-        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+        _bad_device(name)
     if kind == "cuda" and int(index or 0) >= cuda_device_count():
         have = cuda_device_count()
         raise DeviceUnavailable(f"device {name!r} was forced but is not available on this machine "
@@ -119,3 +127,21 @@ def choose_device(device: str | Device | None = None, preference: Sequence[str] 
     if kind == "mps" and not mps_available():
         raise DeviceUnavailable(f"device {name!r} was forced but is not available on this machine (no MPS)")
     return Device(kind, int(index or 0))
+
+
+def _bad_device(name: str) -> NoReturn:
+    raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N, cuda:N,M,... or mps")
+
+
+def _claimed_cuda_index(explicit: list[int] | None = None) -> int:
+    """With more than one CUDA device (or an explicit list): the ordinal this process claimed."""
+    from gpu_ops.devices import process_device, visible_devices
+
+    have = cuda_device_count()
+    if explicit is not None and (not have or max(explicit) >= have):
+        raise DeviceUnavailable(f"devices cuda:{explicit} were forced but this machine has {have} CUDA device"
+                                f"{'s' if have != 1 else ''}")
+    if explicit is None and have <= 1:
+        return 0
+    slots = visible_devices(explicit, count=have)
+    return process_device(slots).ordinal
