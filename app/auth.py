@@ -26,7 +26,9 @@ SESSION_COOKIE = "creatorlens_session"
 # cookie it came with. A cross-site page can neither read the cookie nor compute the token.
 LOGIN_COOKIE = "creatorlens_login"
 SESSION_TTL = timedelta(days=7)
-ROLES = ("viewer", "reviewer")
+# admin: a reviewer who may also erase creators; creator: an account linked to one creator
+# (create_creator_user) that sees only that creator's images and tags (app.creator_control).
+ROLES = ("viewer", "reviewer", "admin", "creator")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 QUERIES = "auth.sql"
 
@@ -46,7 +48,15 @@ class User:
 
     @property
     def is_reviewer(self) -> bool:
-        return self.role == "reviewer"
+        return self.role in ("reviewer", "admin")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_creator(self) -> bool:
+        return self.role == "creator"
 
     @property
     def csrf_token(self) -> str:
@@ -124,8 +134,24 @@ def create_user(conn: Connection, username: str, password: str, role: str | None
     None keeps it; a new user is a viewer). A reset ends every session and API token of the user."""
     if role is not None and role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
+    if role == "creator":
+        raise ValueError("a creator account is linked to its creator: use create_creator_user")
     check_password(password, username)
     row = _execute(conn, "upsert_user", username=username, role=role, password_hash=hash_password(password)).one()
+    if row.existed:
+        _execute(conn, "revoke_user_sessions", user_id=row.user_id)
+    return row.user_id
+
+
+def create_creator_user(conn: Connection, username: str, password: str, creator: str, platform: str = "instagram") -> int:
+    """Create (or reset) ``username`` as the ``creator`` account of ``platform:creator``; ValueError if
+    the warehouse has no such creator. A reset ends every session and API token of the user."""
+    check_password(password, username)
+    row = conn.exec_driver_sql(load_queries("creator_role.sql")["upsert_creator_user"], {
+        "username": username, "password_hash": hash_password(password), "platform": platform,
+        "creator": creator}).first()
+    if row is None:
+        raise ValueError(f"no creator {platform}:{creator} in the warehouse")
     if row.existed:
         _execute(conn, "revoke_user_sessions", user_id=row.user_id)
     return row.user_id
@@ -155,9 +181,26 @@ def login(conn: Connection, username: str, password: str) -> str | None:
     return _issue(conn, row.user_id, "session", None, SESSION_TTL)
 
 
-def issue_api_token(conn: Connection, username: str, label: str = "cli") -> str:
+API_TOKEN_TTL = timedelta(days=90)
+MAX_API_TOKEN_TTL = timedelta(days=3650)
+
+
+def issue_api_token(conn: Connection, username: str, label: str = "cli", ttl: timedelta = API_TOKEN_TTL) -> str:
+    """A new API token for ``username`` that expires after ``ttl`` (every API token expires)."""
+    if not timedelta(0) < ttl <= MAX_API_TOKEN_TTL:
+        raise ValueError(f"a token lives more than 0 and at most {MAX_API_TOKEN_TTL.days} days")
     user_id = _execute(conn, "user_credentials", username=username).one().user_id
-    return _issue(conn, user_id, "api", label, None)
+    return _issue(conn, user_id, "api", label, ttl)
+
+
+def list_api_tokens(conn: Connection, username: str | None = None) -> list[dict]:
+    """API tokens (id, user, label, created, expires, last used, expired): never a secret or its hash."""
+    return [dict(r) for r in _execute(conn, "list_api_tokens", username=username).mappings()]
+
+
+def revoke_api_token(conn: Connection, token_id: int, username: str | None = None) -> bool:
+    """Revoke API token ``token_id`` (only if it is ``username``'s, when given); False if there was none."""
+    return _execute(conn, "revoke_api_token", token_id=token_id, username=username).first() is not None
 
 
 def authenticate(conn: Connection, token: str | None, kind: str) -> User | None:

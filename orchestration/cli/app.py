@@ -47,12 +47,12 @@ def serve(ctx: click.Context, host: str, port: int, secure_cookies: bool, no_sem
     the model cache; without its weights the app still serves keyword search and says why. On first
     start, with no users yet, a reviewer `admin` is created and its password printed once.
     """
+    import socket
+
     import uvicorn
 
     from app.auth import ensure_first_user
     from app.main import create_app
-
-    import socket
 
     settings = ctx.obj["settings"]
     # Bind first: a port in use must fail before the first user is created, or the once-shown
@@ -118,15 +118,50 @@ def add_user(ctx: click.Context, username: str, role: str | None, password: str)
 @user_group.command("token")
 @click.argument("username")
 @click.option("--label", default="cli", show_default=True)
+@click.option("--days", default=90, show_default=True, type=click.IntRange(1, 3650), help="Days until it expires.")
 @click.pass_context
-def token(ctx: click.Context, username: str, label: str) -> None:
-    """Print a new API token for USERNAME (shown once; only its hash is stored)."""
+def token(ctx: click.Context, username: str, label: str, days: int) -> None:
+    """Print a new API token for USERNAME (shown once; only its hash is stored). It expires after
+    --days; list tokens with `user tokens`, revoke one with `user revoke-token ID`."""
+    from datetime import timedelta
+
     from sqlalchemy import exc as sa_exc
 
     from app.auth import issue_api_token
 
     try:
         with _engine(ctx).begin() as conn:
-            click.echo(issue_api_token(conn, username, label))
+            click.echo(issue_api_token(conn, username, label, ttl=timedelta(days=days)))
     except sa_exc.NoResultFound:
         raise click.ClickException(f"no user {username!r} (add one with `creatorlens app user add`)") from None
+
+
+@user_group.command("tokens")
+@click.argument("username", required=False)
+@click.pass_context
+def tokens(ctx: click.Context, username: str | None) -> None:
+    """List API tokens (of USERNAME, or everyone's): id, user, label, dates. Never the secret."""
+    from app.auth import list_api_tokens
+
+    with _engine(ctx).begin() as conn:
+        rows = list_api_tokens(conn, username)
+    if not rows:
+        click.echo("no API tokens")
+    when = lambda t: t.strftime("%Y-%m-%d %H:%M") if t else "-"  # noqa: E731
+    for r in rows:
+        state = "EXPIRED" if r["expired"] else f"expires {when(r['expires_at'])}"
+        click.echo(f"{r['token_id']:>6}  {r['username']} ({r['role']})  {r['label'] or '-'}  "
+                   f"created {when(r['created_at'])}  last used {when(r['last_used_at'])}  {state}")
+
+
+@user_group.command("revoke-token")
+@click.argument("token_id", type=int)
+@click.pass_context
+def revoke_token(ctx: click.Context, token_id: int) -> None:
+    """Revoke API token TOKEN_ID (see `user tokens`): it stops working at once."""
+    from app.auth import revoke_api_token
+
+    with _engine(ctx).begin() as conn:
+        if not revoke_api_token(conn, token_id):
+            raise click.ClickException(f"no API token {token_id} (see `creatorlens app user tokens`)")
+    click.echo(f"API token {token_id} revoked")

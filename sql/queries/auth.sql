@@ -47,3 +47,18 @@ SELECT pg_advisory_xact_lock(hashtext('creatorlens.app_users'));
 
 -- name: any_user
 SELECT EXISTS (SELECT 1 FROM app_users);
+
+-- name: list_api_tokens
+-- API tokens (never their hashes), of one user or of all (username NULL), newest first.
+SELECT s.token_id, u.username, u.role, s.label, s.created_at, s.expires_at, s.last_used_at,
+       (s.expires_at IS NOT NULL AND s.expires_at <= now()) AS expired
+FROM app_sessions s JOIN app_users u ON u.user_id = s.user_id
+WHERE s.kind = 'api' AND (%(username)s::text IS NULL OR u.username = %(username)s)
+ORDER BY s.created_at DESC, s.token_id DESC;
+
+-- name: revoke_api_token
+-- One API token by its id (optionally only if it is this user's); returns the id when it existed.
+DELETE FROM app_sessions s USING app_users u
+WHERE u.user_id = s.user_id AND s.kind = 'api' AND s.token_id = %(token_id)s
+  AND (%(username)s::text IS NULL OR u.username = %(username)s)
+RETURNING s.token_id, u.username, s.label;

@@ -57,3 +57,40 @@ def test_serve_hands_the_ef_search_setting_to_the_app(tmp_path, database_url, mo
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert served["port"] == 8123 and served["app"].state.search.tuning.ef_search == 123
+
+
+def test_api_tokens_are_listed_without_secrets_expire_and_can_be_revoked(tmp_path, database_url, engine) -> None:
+    """Defect 8: API tokens never expired and could not be listed or revoked."""
+    env = {"CREATORLENS_STATE_DIR": str(tmp_path / "state"), "DATABASE_URL": database_url,
+           "CREATORLENS_APP_PASSWORD": "a long enough password"}
+    runner = CliRunner()
+    assert runner.invoke(cli, ["app", "user", "add", "tok.user"], env=env).exit_code == 0
+    issue = lambda label, *extra: runner.invoke(  # noqa: E731
+        cli, ["app", "user", "token", "tok.user", "--label", label, *extra], env=env, catch_exceptions=False
+    ).output.strip()
+    kept, revoked, expiring = issue("kept"), issue("revoked"), issue("expiring", "--days", "1")
+    assert runner.invoke(cli, ["app", "user", "token", "tok.user", "--days", "0"], env=env).exit_code != 0
+    client = TestClient(create_app(engine, tmp_path / "blobs"))
+    assert all(client.get("/api/me", headers=bearer(t)).status_code == 200 for t in (kept, revoked, expiring))
+
+    listing = runner.invoke(cli, ["app", "user", "tokens", "tok.user"], env=env, catch_exceptions=False).output
+    assert [line.split()[3] for line in listing.splitlines()] == ["expiring", "revoked", "kept"]
+    with engine.connect() as conn:
+        hashes = [bytes(r[0]).hex() for r in conn.execute(text("SELECT token_hash FROM app_sessions"))]
+        ids = dict(conn.execute(text("SELECT label, token_id FROM app_sessions WHERE kind = 'api'")).all())
+        days = conn.execute(text("SELECT extract(epoch FROM expires_at - created_at) / 86400 FROM app_sessions "
+                                 "WHERE label = 'kept'")).scalar_one()
+    assert round(days) == 90 and "expires 20" in listing
+    assert not any(secret in listing for secret in (kept, revoked, expiring, *hashes))
+
+    done = runner.invoke(cli, ["app", "user", "revoke-token", str(ids["revoked"])], env=env)
+    assert done.exit_code == 0 and f"API token {ids['revoked']} revoked" in done.output
+    again = runner.invoke(cli, ["app", "user", "revoke-token", str(ids["revoked"])], env=env)
+    assert again.exit_code != 0 and "no API token" in again.output and "Traceback" not in again.output
+    with engine.begin() as conn:  # the day passes
+        conn.execute(text("UPDATE app_sessions SET expires_at = now() - interval '1 second' WHERE label = 'expiring'"))
+    assert client.get("/api/me", headers=bearer(revoked)).status_code == 401
+    assert client.get("/api/me", headers=bearer(expiring)).status_code == 401
+    assert client.get("/api/me", headers=bearer(kept)).status_code == 200
+    listing = runner.invoke(cli, ["app", "user", "tokens"], env=env).output
+    assert "EXPIRED" in listing and "revoked" not in listing
