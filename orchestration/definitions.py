@@ -35,6 +35,7 @@ from resources.models import ModelRegistry
 from resources.profile_api import ProfileApi
 from resources.sources import SourceFiles
 from resources.text_models import TextEmbeddings
+from resources.vlm import VlmClient
 from resources.warehouse import Warehouse
 
 # Every stage, upstream first. How they connect (each arrow is an asset key in assets/common/keys.py):
@@ -61,6 +62,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "models": ModelRegistry.from_settings(settings),
         "profile_api": ProfileApi.from_settings(settings),
         "llm": LlmClient.from_settings(settings),
+        "vlm": VlmClient.from_settings(settings),
         "text_embeddings": TextEmbeddings.from_settings(settings),
         "vision": VisionConfig.from_settings(settings),
         # Validates the taxonomy now: a refused or malformed taxonomy fails start-up, loudly.

@@ -28,6 +28,7 @@ IMAGE_EMBEDDINGS = dg.AssetKey(["images", "embeddings"])
 IMAGE_TAGS = dg.AssetKey(["images", "tags"])
 CREATOR_TAGS = dg.AssetKey(["creators", "tags"])
 PROMOTED_TAGS = dg.AssetKey(["warehouse", "promoted_tags"])
+TAG_ESCALATIONS = dg.AssetKey(["tagging", "escalations"])
 # profiles
 ENRICHED_PROFILES = dg.AssetKey(["profiles", "enriched"])
 LLM_PROFILES = dg.AssetKey(["profiles", "llm"])

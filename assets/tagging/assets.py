@@ -435,7 +435,7 @@ def promoted_tags(
         result = promote_tags(
             conn, context.partition_key, taxonomy=taxonomy, embeddings=image_embeddings, image_tags=image_tags,
             creator_tags=creator_tags, run_id=context.run.run_id, hnsw_m=tagging.hnsw_m,
-            hnsw_ef_construction=tagging.hnsw_ef_construction,
+            hnsw_ef_construction=tagging.hnsw_ef_construction, history_change=tagging.history_change,
         )
     context.log.info(f"promoted tags of {context.partition_key}: staged {result.staged}, written {result.written}, "
                      f"removed stale {result.deleted} in {result.seconds:.2f}s")

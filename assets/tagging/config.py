@@ -38,6 +38,8 @@ class TaggingConfig(FromSettings, dg.ConfigurableResource):
     hnsw_ef_search: int = knob("hnsw_ef_search")
     decode_max_side: int | None = knob("tag_decode_max_side")
     decode_workers: int = knob("tag_decode_workers")
+    review_order_clusters: int = knob("review_order_clusters")
+    history_change: float = knob("tag_history_change")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> TaggingConfig:

@@ -12,6 +12,9 @@ from assets.tagging.assets import (
     tag_taxonomy,
     tag_thresholds,
 )
+from assets.tagging.escalation import tag_escalations, tag_escalations_ran
 
-ASSETS = [tag_taxonomy, tag_thresholds, image_embeddings, image_tags, creator_tags, promoted_tags]
-CHECKS = [image_embeddings_valid, image_tags_valid, creator_tags_valid, image_embeddings_ran]
+ASSETS = [tag_taxonomy, tag_thresholds, image_embeddings, image_tags, creator_tags, promoted_tags,
+          tag_escalations]
+CHECKS = [image_embeddings_valid, image_tags_valid, creator_tags_valid, image_embeddings_ran,
+          tag_escalations_ran]

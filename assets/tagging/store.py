@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from pgvector import HalfVector
 from psycopg import sql as pgsql
 
 from assets.common.promotion import PromotionResult, copy_rows, frame_rows
+from assets.tagging.history import DEFAULT_CHANGE, record_tag_history
 from assets.tagging.scoring import images_analysed
 from assets.tagging.search import ensure_vector_types
 from assets.tagging.taxonomy import Taxonomy
@@ -140,6 +142,8 @@ def promote_tags(
     run_id: str,
     hnsw_m: int = DEFAULT_HNSW_M,
     hnsw_ef_construction: int = DEFAULT_HNSW_EF_CONSTRUCTION,
+    history_change: float = DEFAULT_CHANGE,
+    analysed_at: datetime | None = None,
 ) -> PromotionResult:
     """Write one batch's tagging results for one model version atomically."""
     q = load_queries(QUERIES)
@@ -165,6 +169,8 @@ def promote_tags(
                 result.deleted[name] = cur.rowcount
             cur.execute(q["record_history"], params)
             result.written["tag_analysis_history"] = cur.rowcount
+            result.written["creator_tag_history"], result.written["tag_history_changes"] = record_tag_history(
+                cur, params, change_threshold=history_change, analysed_at=analysed_at)
             counts = {"staged": result.staged, "written": result.written, "deleted": result.deleted}
             cur.execute(q["record_promotion"], {**params, "counts": json.dumps(counts)})
     result.seconds = time.perf_counter() - started

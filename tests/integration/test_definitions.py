@@ -44,6 +44,7 @@ EXPECTED_ASSETS |= {
     "images/tags": {"images/embeddings", "tagging/taxonomy", "tagging/thresholds"},
     "creators/tags": {"images/tags", "images/embeddings"},
     "warehouse/promoted_tags": {"images/embeddings", "images/tags", "creators/tags", "warehouse/promoted_batch"},
+    "tagging/escalations": {"warehouse/promoted_tags"},
 }
 UNPARTITIONED = {"tagging/taxonomy": set(), "tagging/thresholds": {"tagging/taxonomy"}}
 EXPECTED_CHECKS = {
@@ -70,6 +71,7 @@ EXPECTED_CHECKS |= {
     ("vision/faces", "faces_embedded"),
     ("profiles/enriched", "enriched_profiles_ran"),
     ("profiles/llm", "llm_profiles_ran"),
+    ("tagging/escalations", "tag_escalations_ran"),
 }
 
 
