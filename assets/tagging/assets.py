@@ -45,6 +45,7 @@ from assets.common.metadata import (
 from assets.common.quality import column, gxe, validate_frame
 from assets.tagging.calibration import (
     calibrate,
+    labels_needed,
     png_markdown,
     pr_curve_png,
     read_labels_csv,
@@ -153,6 +154,9 @@ def tag_thresholds(
         "tags_calibrated": written,
         "method": "precision_floor" if tagging.precision_floor is not None else "max_f1",
         "report": dg.MetadataValue.md(report_markdown(results)),
+        "labels_needed": dg.MetadataValue.json(labels_needed(
+            results, precision_floor=tagging.precision_floor, min_labels=tagging.min_labels,
+            tags=[t.name for t in taxonomy.tags])),
         **throughput_metadata(len(labelled), elapsed(), "labels"),
     }
     if curves:

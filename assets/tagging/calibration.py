@@ -201,3 +201,39 @@ def read_labels_csv(path: str | Path) -> tuple[pd.DataFrame, list[tuple[int, str
                 rows.append({"image_key": record["image_key"].strip(), "tag": record["tag"].strip(), "label": label})
     frame = pd.DataFrame(rows, columns=["image_key", "tag", "label"])
     return frame, rejects
+
+
+# One-sided 95%: a tag's precision target is met when the lower bound of its observed precision is.
+Z_95 = 1.645
+
+
+def labels_needed(results: list[ThresholdResult], *, precision_floor: float | None, min_labels: int,
+                  tags: Iterable[str] = (), z: float = Z_95) -> list[dict]:
+    """Per tag, how many more labels calibration needs: the positives and negatives short of
+    ``min_labels``, and with a precision target (``precision_floor``) the labelled predictions it takes
+    for the observed precision's lower bound (normal approximation, ``z``) to clear the target:
+    ``n >= z² p (1 - p) / (p - target)²``. ``more_labels`` is None while no threshold reaches the target."""
+    out: list[dict] = []
+    seen = {r.tag for r in results}
+    empty = [ThresholdResult(t, TOO_FEW_LABELS, "", 0, 0) for t in sorted(set(tags) - seen)]
+    for r in [*results, *empty]:
+        pos_short, neg_short = max(0, min_labels - r.positives), max(0, min_labels - r.negatives)
+        more: int | None = pos_short + neg_short
+        why = f"{pos_short} positives and {neg_short} negatives short of {min_labels} each" if more else "enough"
+        if precision_floor is not None and r.status == FLOOR_UNREACHABLE:
+            more, why = None, f"no threshold reaches precision {precision_floor:.2f} yet: label more examples"
+        elif precision_floor is not None and r.status == CALIBRATED and r.precision and r.recall:
+            p = r.precision
+            predicted = round(r.recall * r.positives / p)
+            if p >= 1.0:  # no errors seen: n predictions all right bound precision by 0.05 ** (1 / n)
+                need = int(np.ceil(np.log(0.05) / np.log(precision_floor))) if precision_floor < 1 else 10**6
+            elif p > precision_floor:
+                need = int(np.ceil(z * z * p * (1 - p) / (p - precision_floor) ** 2))
+            else:  # exactly at the target: as many again as it took to get here, at least
+                need = 2 * max(predicted, 1)
+            more = max(more, need - predicted)
+            why = (f"precision {p:.2f} on {predicted} predicted positives; {need} needed to show >= "
+                   f"{precision_floor:.2f}" if more else f"precision {p:.2f} shown on {predicted} predictions")
+        out.append({"tag": r.tag, "status": r.status, "positives": r.positives, "negatives": r.negatives,
+                    "positives_short": pos_short, "negatives_short": neg_short, "more_labels": more, "why": why})
+    return out

@@ -223,6 +223,8 @@ def test_tag_thresholds_calibrates_from_labels_and_feedback(conn, database_url, 
     assert meta["unmatched_labels"] == {"unknown_tag": 1, "no_embedding_for_model": 1}
     assert meta["rejected_csv_lines"] == [{"line": 11, "reason": "label 'perhaps' is not one of 1/0/true/false/yes/no"}]
     assert "| food | calibrated | max_f1 |" in meta["report"] and "| travel | too_few_labels |" in meta["report"]
+    needed = {n["tag"]: n["more_labels"] for n in meta["labels_needed"]}
+    assert needed["food"] == 0 and needed["travel"] > 0 and needed["selfie"] == 4  # selfie: no labels, 2 + 2 short
     assert "data:image/png;base64," in meta["pr_curves"]
 
     calibrated = calibrated_thresholds(conn, embedder.version, TAXONOMY.version)
