@@ -79,10 +79,11 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="CLI and Dagster console logs: coloured text or one JSON object per line."
     )
-    run_executor: Literal["in_process", "multiprocess"] = Field(
+    run_executor: Literal["in_process", "multiprocess", "k8s"] = Field(
         default="in_process",
         description="How a run executes its steps: in_process (one process, as the CLI does; runs in parallel "
-                    "across batches) or multiprocess (a forkserver process per step, steps of one run in parallel).",
+                    "across batches), multiprocess (a forkserver process per step, steps of one run in parallel) "
+                    "or k8s (a Kubernetes Job per step, the k8s extra; deploy/k8s).",
     )
     run_max_concurrent_steps: int = Field(default=2, ge=1, description="Steps at once per run (multiprocess only).")
     code_location: Literal["all", "cpu", "gpu"] = Field(

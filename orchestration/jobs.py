@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.common.metadata import BATCH_GROUPS
+from assets.common.metadata import BATCH_GROUPS, K8S_NODE_POOL_LABEL
 from assets.tagging.assets import GROUP_TAXONOMY
 
 INGEST_JOB = "ingest_batch"
@@ -41,11 +41,35 @@ def executor_for(kind: str, max_concurrent: int = 2) -> dg.ExecutorDefinition:
 
     ``multiprocess``: a process per step, forked from a forkserver that has already imported the
     code location (``preload_modules``), for deployments where steps of one run should overlap.
+
+    ``k8s``: dagster-k8s's ``k8s_job_executor`` (the ``k8s`` extra), a Kubernetes Job per step
+    (deploy/k8s): CPU steps on the CPU nodes (:data:`K8S_STEP_CONFIG`), GPU-pool steps on the GPU
+    nodes with one ``nvidia.com/gpu`` each (their ``dagster-k8s/config`` tag, assets/common/metadata.py).
     """
     if kind == "in_process":
         return dg.in_process_executor
+    if kind == "k8s":
+        from dagster_k8s import k8s_job_executor  # optional: pip install -e ".[k8s]"
+
+        return k8s_job_executor.configured(k8s_executor_config(max_concurrent), name="k8s")
     return dg.multiprocess_executor.configured({
         "max_concurrent": max_concurrent,
         "start_method": {"forkserver": {"preload_modules": ["orchestration.definitions"]}},
     })
 
+
+
+# Every step pod of the k8s executor: on a CPU node, with requests the scheduler can pack. A GPU
+# step's tag (assets/common/metadata.GPU_K8S_CONFIG) deep-merges over it: same node-selector key
+# (so it moves to the GPU nodes), plus the GPU limit and the GPU taint's toleration.
+K8S_STEP_CONFIG = {
+    "container_config": {"resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "8Gi"}}},
+    "pod_spec_config": {"node_selector": {K8S_NODE_POOL_LABEL: "cpu"}},
+}
+
+
+def k8s_executor_config(max_concurrent: int = 2) -> dict:
+    """The ``k8s_job_executor`` config (validated by tests/unit/test_k8s_profile.py against its own schema)."""
+    return {"max_concurrent": max_concurrent, "step_k8s_config": K8S_STEP_CONFIG,
+            # Step pods go with their run pod (garbage collection when the run pod is deleted).
+            "enable_owner_references": True}

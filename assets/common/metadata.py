@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -28,6 +29,17 @@ BATCH_GROUPS = (GROUP_INGEST, GROUP_VISION, GROUP_TAGGING, GROUP_PROFILES, GROUP
 # Steps that use the GPU declare ``pool=GPU_POOL``; dagster.yaml limits the
 # pool to one step at a time per GPU across all runs.
 GPU_POOL = "gpu"
+# On Kubernetes (k8s_job_executor: one pod per step) a GPU-pool step asks for one GPU and lands on the
+# GPU nodes through the ``dagster-k8s/config`` op tag; other executors ignore the tag. Node label and
+# taint are the NVIDIA GPU operator's defaults plus our pool label (deploy/k8s/README: label your nodes).
+K8S_NODE_POOL_LABEL = "creatorlens.io/node-pool"
+GPU_K8S_CONFIG = {
+    "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}},
+    "pod_spec_config": {
+        "node_selector": {K8S_NODE_POOL_LABEL: "gpu"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    },
+}
 # Stage assets read ``context.partition_key``: a backfill must give every batch its own run.
 BATCH_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 # For assets doing network I/O: a few step retries, spaced out, with jitter against lockstep.
@@ -119,7 +131,10 @@ def stage_ran_check(asset: dg.AssetKey, name: str, resource: str, skip: Callable
 
 def batch_asset(**kwargs: Any) -> Callable:
     """``@dg.asset`` for a per-batch asset: partitioned by ``creator_batches``, one batch per run in
-    a backfill (the stages read ``context.partition_key``)."""
+    a backfill (the stages read ``context.partition_key``). A ``gpu``-pool asset also carries
+    :data:`GPU_K8S_CONFIG` as its ``dagster-k8s/config`` op tag."""
+    if kwargs.get("pool") == GPU_POOL:
+        kwargs["op_tags"] = {"dagster-k8s/config": json.dumps(GPU_K8S_CONFIG), **(kwargs.get("op_tags") or {})}
     return dg.asset(partitions_def=creator_batches, backfill_policy=BATCH_BACKFILL_POLICY, **kwargs)
 
 
