@@ -26,6 +26,13 @@ from sqlalchemy import Connection
 
 from app import auth
 
+# What a creator account may open (app.creator_control); every other viewer route refuses it.
+CREATOR_PATHS = ("/me", "/api/me", "/logout")
+
+
+def creator_may_open(path: str) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in CREATOR_PATHS)
+
 
 class LoginRequired(Exception):
     pass
@@ -60,6 +67,8 @@ def get_conn(request: Request, _user: CurrentUser) -> Iterator[Connection]:
     ``scope="function"`` (in :data:`Conn`) commits it before the response goes out."""
     with request.app.state.engine.begin() as conn:
         yield conn
+    if request.method not in ("GET", "HEAD"):  # a write has committed: tag counts are recounted
+        request.app.state.tag_counts.clear()
 
 
 Conn = Annotated[Connection, Depends(get_conn, scope="function")]
@@ -83,6 +92,10 @@ def viewer(request: Request, user: CurrentUser) -> auth.User:
         if request.url.path.startswith("/api/"):
             raise HTTPException(401, "log in or send an API token", headers={"WWW-Authenticate": "Bearer"})
         raise LoginRequired()
+    if user.is_creator and not creator_may_open(request.url.path):
+        if not request.url.path.startswith("/api/"):  # a page: their own one instead
+            raise HTTPException(303, "a creator account sees only its own images and tags", headers={"Location": "/me"})
+        raise HTTPException(403, "a creator account sees only its own images and tags: /api/me/...")
     return user
 
 

@@ -94,7 +94,7 @@ ON CONFLICT (image_id, tag_id, model_version) DO UPDATE SET
     reason = EXCLUDED.reason, confidence = EXCLUDED.confidence, threshold = EXCLUDED.threshold,
     review_floor = EXCLUDED.review_floor, taxonomy_version = EXCLUDED.taxonomy_version,
     batch_key = EXCLUDED.batch_key, updated_at = now()
-WHERE q.status = 'pending'
+WHERE q.status = 'pending' AND q.reason <> 'creator_dispute'  -- a creator's dispute waits for a person
   AND (q.reason, q.confidence, q.threshold, q.review_floor, q.taxonomy_version, q.batch_key)
       IS DISTINCT FROM (EXCLUDED.reason, EXCLUDED.confidence, EXCLUDED.threshold, EXCLUDED.review_floor,
                         EXCLUDED.taxonomy_version, EXCLUDED.batch_key);
@@ -103,7 +103,7 @@ WHERE q.status = 'pending'
 DELETE FROM tag_review_queue q
 USING images i, tags g
 WHERE q.image_id = i.image_id AND q.tag_id = g.tag_id AND i.batch_key = %(batch_key)s
-  AND q.model_version = %(model_version)s AND q.status = 'pending'
+  AND q.model_version = %(model_version)s AND q.status = 'pending' AND q.reason <> 'creator_dispute'
   AND NOT EXISTS (SELECT 1 FROM stage_review s WHERE s.image_key = i.image_key AND s.tag = g.name);
 
 -- name: upsert_creator_tags
