@@ -19,6 +19,7 @@ from app.deps import Conn, Reviewer, Viewer, driver
 from app.search import MODES, SearchFilters
 from assets.images.imaging import ImageError, ImageLimits, decode_image
 from assets.tagging import review
+from assets.tagging.history import tag_history
 
 router = APIRouter(prefix="/api")
 
@@ -180,6 +181,16 @@ def creators(
         tags_all=tags_all, tags_any=tags_any, topics=topics, min_share=min_share,
     )
     return queries.list_creators(conn, flt, limit, offset)
+
+
+@router.get("/creators/{username}/tag-history", tags=["creators"])  # before /creators/{platform}/{username}
+def creator_tag_history(conn: Conn, user: Viewer, username: Username,
+                        platform: Annotated[str, Query(max_length=32)] = "instagram") -> dict:
+    """Per tag, the creator's share of images and mean confidence per analysis (model version, month), and
+    the changes between two analyses beyond CREATORLENS_TAG_HISTORY_CHANGE, listed for review."""
+    if not queries.creator_exists(conn, platform, username):
+        raise HTTPException(404, f"no creator {platform}/{username}")
+    return tag_history(driver(conn), platform, username)
 
 
 @router.get("/creators/{platform}/{username}", tags=["creators"])

@@ -15,7 +15,8 @@ from app import auth, queries
 from app.api import MAX_UPLOAD, decode_upload
 from app.deps import Conn, Reviewer, Viewer, driver, short_conn
 from app.search import MODES, SearchFilters, SearchUnavailable, UnknownTag
-from assets.tagging import review
+from assets.tagging import queue_order, review
+from assets.tagging.history import tag_history
 from resources.blobs import LocalBlobs
 
 router = APIRouter(include_in_schema=False)
@@ -131,7 +132,8 @@ def creator_page(request: Request, conn: Conn, user: Viewer, platform: str, user
     if creator is None:
         raise HTTPException(404, "no such creator")
     return render(request, "creator.html", user, creator=creator,
-                  similar=queries.similar_by_profile(conn, platform, username, 8))
+                  similar=queries.similar_by_profile(conn, platform, username, 8),
+                  history=tag_history(driver(conn), platform, username))
 
 
 @router.get("/images/{image_key}")
@@ -170,7 +172,7 @@ def flag_form(conn: Conn, user: Reviewer, image_key: str, reason: Annotated[str,
 @router.get("/review")
 def review_page(request: Request, conn: Conn, user: Viewer, msg: str | None = None,
                 error: str | None = None) -> HTMLResponse:
-    items = review.pending_reviews(driver(conn), limit=queries.PAGE_SIZE)
+    items = queue_order.rank_queue(driver(conn), limit=queries.PAGE_SIZE)  # most useful label first, with why
     return render(request, "review.html", user, items=items, all_tags=queries.list_tags(conn, limit=500),
                   msg=msg, error=error)
 

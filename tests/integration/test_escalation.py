@@ -258,3 +258,42 @@ def test_tag_history_lists_a_change_between_two_analyses(conn) -> None:
     assert sorted((c["tag"], c["share_before"], c["share_after"]) for c in history["changes"]) == [
         ("food", 0.25, 0.75), ("selfie", 0.25, 0.0)]
     assert history["changes"][0]["from"] == {"model_version": VERSION, "month": "2026-10-01"}
+
+
+def test_app_shows_the_suggestion_the_reason_and_the_history(conn, engine, blobs, tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.auth import create_user, issue_api_token
+    from app.main import create_app
+    from assets.tagging.escalation import escalate
+
+    promote_rows(conn, ROWS, analysed_at=datetime(2026, 10, 5, tzinfo=UTC))
+    with serve_vlm(FakeVlm(choose=choose)) as vlm:
+        chat = VisionChat(vlm.base_url, MODEL, rate_limit="100/second")
+        escalate(conn, BATCH, chat=chat, taxonomy=TAXONOMY, read_blob=blobs.get, max_calls=10, run_id="r")
+    second = [tag_row(i, "food", "topic", 0.9, True, None, "test-model@2") for i in range(3)]
+    promote_rows(conn, second, version="test-model@2", run_id="run-2", analysed_at=datetime(2026, 11, 2, tzinfo=UTC))
+    conn.commit()
+    with engine.begin() as c:
+        create_user(c, "vic", "a long enough password", "viewer")
+        token = issue_api_token(c, "vic")
+    client = TestClient(create_app(engine, blobs.root))
+    auth = {"Authorization": f"Bearer {token}"}
+
+    page = client.get("/review", headers=auth)
+    assert page.status_code == 200, page.text[:500]
+    assert "next because: p=0.40 near threshold 0.50" not in page.text  # 0.40 is 20% off: "vs"
+    assert "next because: p=0.40 vs threshold 0.50; 0 labels so far" in page.text
+    assert f"VLM suggestion ({MODEL}, {PROMPT_VERSION})" in page.text and "portrait does not apply" in page.text
+
+    page = client.get("/creators/instagram/alice", headers=auth)
+    assert page.status_code == 200 and '<svg class="tag-history"' in page.text and "<polyline" in page.text
+    assert "Tag changes to review" in page.text and "25% → 75%" in page.text
+
+    api = client.get("/api/creators/alice/tag-history", headers=auth)
+    assert api.status_code == 200
+    food = next(s for s in api.json()["series"] if s["tag"] == "food")
+    assert [(p["model_version"], p["month"], p["share"]) for p in food["points"]] == [
+        (VERSION, "2026-10-01", 0.25), ("test-model@2", "2026-11-01", 0.75)]
+    assert client.get("/api/creators/nobody/tag-history", headers=auth).status_code == 404
+    assert client.get("/api/creators/instagram/alice", headers=auth).status_code == 200  # the old route still works
