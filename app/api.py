@@ -52,25 +52,26 @@ def me(user: Viewer) -> Me:
 
 # ---- tags -----------------------------------------------------------------------------------
 @router.get("/tags", tags=["tags"])
-def tags(conn: Conn, user: Viewer, category: Annotated[str | None, Query(max_length=64)] = None,
+def tags(request: Request, conn: Conn, user: Viewer, category: Annotated[str | None, Query(max_length=64)] = None,
          limit: Limit = 200, offset: Offset = 0) -> list[dict]:
-    """Every tag with how many images carry it now (a reviewer's decision wins over the newest model)."""
-    return queries.list_tags(conn, category=category, limit=limit, offset=offset)
+    """Every tag with how many images carry it now (a reviewer's decision wins over the newest model).
+    Counts are cached for a few seconds; this app's own writes refresh them at once."""
+    return request.app.state.tag_counts.get(conn, category=category, limit=limit, offset=offset)
 
 
 @router.get("/tags/popular", tags=["tags"])
-def popular_tags(conn: Conn, user: Viewer, category: Annotated[str | None, Query(max_length=64)] = None,
-                 limit: Limit = 20) -> list[dict]:
+def popular_tags(request: Request, conn: Conn, user: Viewer,
+                 category: Annotated[str | None, Query(max_length=64)] = None, limit: Limit = 20) -> list[dict]:
     """The most used tags, most images first."""
-    return queries.list_tags(conn, category=category, order="popular", limit=limit)
+    return request.app.state.tag_counts.get(conn, category=category, order="popular", limit=limit)
 
 
 @router.get("/tags/suggest", tags=["tags"])
-def suggest_tags(conn: Conn, user: Viewer,
+def suggest_tags(request: Request, conn: Conn, user: Viewer,
                  prefix: Annotated[str, Query(min_length=1, max_length=50, pattern=r"^[a-z0-9 _-]+$")],
                  limit: Annotated[int, Query(ge=1, le=50)] = 10) -> list[dict]:
     """Autocomplete: tags whose name, or any word of it, starts with ``prefix``; most used first."""
-    return queries.list_tags(conn, prefix=prefix, order="popular", limit=limit)
+    return request.app.state.tag_counts.get(conn, prefix=prefix, order="popular", limit=limit)
 
 
 @router.get("/images/{image_key}/tags", tags=["tags"])

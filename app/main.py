@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
-from app import api, creator_control, pages
+from app import api, creator_control, pages, queries
 from app.api import MAX_BODY
 from app.deps import LoginRequired
 from app.limits import LoginLimits
@@ -124,6 +124,7 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
     app.state.secure_cookies = secure_cookies
     app.state.embedder = embedder
     app.state.login_limits = LoginLimits()
+    app.state.tag_counts = queries.TagCounts()
     tuning = SearchTuning() if ef_search is None else SearchTuning(ef_search=ef_search)
     app.state.search = HybridSearch(engine, embedder, tuning=tuning)
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))

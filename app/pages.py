@@ -143,7 +143,7 @@ def image_page(request: Request, conn: Conn, user: Viewer, image_key: str,
     if image is None:
         raise HTTPException(404, "no such image")
     return render(request, "image.html", user, image=image, tags=queries.image_tags(conn, image_key),
-                  all_tags=queries.list_tags(conn, limit=500), msg=msg, error=error)
+                  all_tags=queries.tag_names(conn), msg=msg, error=error)
 
 
 @router.post("/images/{image_key}/tags")
@@ -173,7 +173,7 @@ def flag_form(conn: Conn, user: Reviewer, image_key: str, reason: Annotated[str,
 def review_page(request: Request, conn: Conn, user: Viewer, msg: str | None = None,
                 error: str | None = None) -> HTMLResponse:
     items = queue_order.rank_queue(driver(conn), limit=queries.PAGE_SIZE)  # most useful label first, with why
-    return render(request, "review.html", user, items=items, all_tags=queries.list_tags(conn, limit=500),
+    return render(request, "review.html", user, items=items, all_tags=queries.tag_names(conn),
                   msg=msg, error=error)
 
 
@@ -229,7 +229,7 @@ def search_page(
         form = {"q": q, "mode": mode}
         error = str(exc)
     with short_conn(request) as conn:  # after the search, which takes its own connections
-        all_tags = queries.list_tags(conn, limit=500)
+        all_tags = queries.tag_names(conn)
     return render(request, "search.html", user, form=form, result=result, error=error, modes=MODES,
                   similar=similar, all_tags=all_tags)
 
@@ -246,7 +246,7 @@ def search_upload_page(request: Request, user: Viewer,
     except SearchUnavailable as exc:
         error = str(exc)
     with short_conn(request) as conn:
-        all_tags = queries.list_tags(conn, limit=500)
+        all_tags = queries.tag_names(conn)
     return render(request, "search.html", user, form={"q": "", "mode": "semantic"}, result=result, error=error,
                   modes=MODES, similar="(uploaded photo)", all_tags=all_tags)
 

@@ -94,7 +94,7 @@ def build(url: str, n: int, dim: int, queued: int, clients: int, seed: int) -> d
 
     sys.path.insert(0, str(REPO))
     import bench.search as bs
-    from app.auth import create_user, issue_api_token
+    from app.auth import create_user
     from resources.warehouse import apply_migrations, get_engine
 
     assert bs.VERSION == VERSION
@@ -258,7 +258,8 @@ def pct(values: list[float], p: float) -> float:
 
 
 def report(label: str, stats: Stats, elapsed: float, checks: dict) -> bool:
-    print(f"\n== {label}: {stats.requests} requests in {elapsed:.1f}s ({stats.requests / elapsed:.0f}/s)")
+    print(f"\n== {label}: {stats.requests} requests in {elapsed:.1f}s ({stats.requests / elapsed:.0f}/s); "
+          f"load average after it {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"   {'endpoint':<20} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     worst_read = 0.0
     for name, values in sorted(stats.latencies.items()):
@@ -327,7 +328,8 @@ def main() -> None:
     from resources.warehouse import embedded_server
 
     print(f"app load benchmark: {os.cpu_count()} CPU cores, {args.clients} clients ({args.writers} reviewers), "
-          f"{args.seconds:.0f} s per phase, {args.n} images × {args.dim} dims, {args.queued} images with rival items")
+          f"{args.seconds:.0f} s per phase, {args.n} images × {args.dim} dims, {args.queued} images with rival items; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     root = Path(tempfile.mkdtemp(prefix="bench-app-load-"))
     server = embedded_server(root / "pgdata")
     results = []

@@ -104,6 +104,10 @@ GROUP BY g.tag_id
 ORDER BY CASE WHEN %(order)s = 'popular' THEN count(DISTINCT eff.image_id) END DESC, g.name
 LIMIT %(limit)s OFFSET %(offset)s;
 
+-- name: tag_names
+-- The pages' autocomplete list: names and categories only (no counts: no scan of image_tags).
+SELECT name, category FROM tags ORDER BY name LIMIT %(limit)s;
+
 -- name: image_tag_rows
 -- Every tag row of an image, whoever wrote it (model versions, reviewers, escalation answers).
 SELECT g.name, g.category, t.source, t.present, t.confidence, t.model_version, t.threshold,
