@@ -172,42 +172,46 @@ def escalate(
     base = {"model": model, "prompt_version": PROMPT_VERSION, "batch_key": batch_key, "run_id": run_id}
 
     def outcome(item: Item, status: str, *, answer_id: int | None = None, present: bool | None = None,
-                detail: str | None = None) -> None:
-        with conn.transaction():
-            conn.execute(q["upsert_outcome"], {**base, "review_id": item.review_id, "status": status,
-                                               "answer_id": answer_id, "present": present, "detail": detail})
+                detail: str | None = None) -> None:  # always inside the caller's transaction
+        conn.execute(q["upsert_outcome"], {**base, "review_id": item.review_id, "status": status,
+                                           "answer_id": answer_id, "present": present, "detail": detail})
         report.outcomes[status] += 1
 
+    # Each group's writes (its answer, the items' vlm rows and outcomes) are one transaction, never held open
+    # across the HTTP call: a crash loses at most the answer in flight; the inner transactions are savepoints.
     groups: dict[tuple[int, str], list[Item]] = {}
-    for item in pending_items(conn, batch_key):
-        if item.reviewed:
-            outcome(item, "skipped_reviewed", detail="a reviewer decided this tag")
-        else:
-            groups.setdefault((item.image_id, item.category), []).append(item)
+    with conn.transaction():
+        for item in pending_items(conn, batch_key):
+            if item.reviewed:
+                outcome(item, "skipped_reviewed", detail="a reviewer decided this tag")
+            else:
+                groups.setdefault((item.image_id, item.category), []).append(item)
 
     for (_, category), items in groups.items():
         first = items[0]
         question = question_for(taxonomy, category, [i.tag for i in items])
         key = {**base, "sha256": first.sha256, "category": category, "choices_hash": question.choices_hash}
         if not first.sha256 or not first.blob_key:
-            for item in items:
-                outcome(item, "error", detail="the image has no stored content")
+            with conn.transaction():
+                for item in items:
+                    outcome(item, "error", detail="the image has no stored content")
             continue
         with conn.transaction():
             cached = conn.execute(q["cached_answer"], key).fetchone()
-        if cached is not None:
-            report.cache_hits += 1
-            _apply(conn, items, question, cached[1], cached[0], "cached", outcome, model)
-            continue
-        if report.calls >= max_calls:
-            for item in items:
-                outcome(item, "skipped_budget", detail=f"budget of {max_calls} calls spent in this run")
+            if cached is not None:
+                report.cache_hits += 1
+                _apply(conn, items, question, cached[1], cached[0], "cached", outcome, model)
+            elif report.calls >= max_calls:
+                for item in items:
+                    outcome(item, "skipped_budget", detail=f"budget of {max_calls} calls spent in this run")
+        if cached is not None or report.calls >= max_calls:
             continue
         try:
             data_url = image_data_url(read_blob(first.blob_key), max_side=image_max_side)
         except Exception as exc:  # noqa: BLE001 - an unreadable image is recorded, never fatal
-            for item in items:
-                outcome(item, "error", detail=f"image unreadable: {type(exc).__name__}: {exc}"[:500])
+            with conn.transaction():
+                for item in items:
+                    outcome(item, "error", detail=f"image unreadable: {type(exc).__name__}: {exc}"[:500])
             continue
         report.calls += 1
         row = {**key, "answer": None, "raw_answer": None, "error": None, "latency_ms": None, "requests": 1,
@@ -220,8 +224,8 @@ def escalate(
             with conn.transaction():
                 answer_id = conn.execute(q["upsert_answer"], {**row, "status": "error",
                                                               "error": str(exc)[:1000]}).fetchone()[0]
-            for item in items:
-                outcome(item, "error", answer_id=answer_id, detail=str(exc)[:500])
+                for item in items:
+                    outcome(item, "error", answer_id=answer_id, detail=str(exc)[:500])
             continue
         report.requests += reply.requests
         report.latencies_ms.append(reply.latency_ms)
@@ -233,12 +237,12 @@ def escalate(
             with conn.transaction():
                 answer_id = conn.execute(q["upsert_answer"], {**row, "status": "malformed",
                                                               "error": str(exc)}).fetchone()[0]
-            for item in items:
-                outcome(item, "malformed", answer_id=answer_id, detail=str(exc)[:500])
+                for item in items:
+                    outcome(item, "malformed", answer_id=answer_id, detail=str(exc)[:500])
             continue
         with conn.transaction():
             answer_id = conn.execute(q["upsert_answer"], {**row, "status": "ok", "answer": Jsonb(answer)}).fetchone()[0]
-        _apply(conn, items, question, answer, answer_id, "answered", outcome, model)
+            _apply(conn, items, question, answer, answer_id, "answered", outcome, model)
     return report
 
 
