@@ -64,9 +64,10 @@ bench: install
 bench-gpu: install
 	PYTHON=$(BIN)/python bash bench/gpu.sh
 
+# `make app PORT=8080` (or CREATORLENS_APP_PORT=8080, which `app serve` reads itself); default 8000.
 app: install
 	$(BIN)/creatorlens init >/dev/null
-	$(BIN)/creatorlens app serve
+	$(BIN)/creatorlens app serve $(if $(PORT),--port $(PORT))
 
 clean:
 	rm -rf $(STATE_DIR)

@@ -36,7 +36,8 @@ def load_query_embedder(settings):
 
 @app_group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=int, envvar="CREATORLENS_APP_PORT",
+              help="Port (or CREATORLENS_APP_PORT).")
 @click.option("--secure-cookies", is_flag=True, help="Mark the session cookie Secure (behind HTTPS).")
 @click.option("--no-semantic", is_flag=True, help="Do not load the image model: keyword search only, less memory.")
 @click.pass_context

@@ -94,3 +94,16 @@ def test_api_tokens_are_listed_without_secrets_expire_and_can_be_revoked(tmp_pat
     assert client.get("/api/me", headers=bearer(kept)).status_code == 200
     listing = runner.invoke(cli, ["app", "user", "tokens"], env=env).output
     assert "EXPIRED" in listing and "revoked" not in listing
+
+
+def test_serve_reads_its_port_from_creatorlens_app_port(tmp_path, database_url, monkeypatch) -> None:
+    """Defect 11: `make app` had no port setting (the Makefile passes PORT as --port; both reach here)."""
+    import uvicorn
+
+    served: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kwargs: served.update(**kwargs))
+    env = {"CREATORLENS_STATE_DIR": str(tmp_path / "state"), "DATABASE_URL": database_url,
+           "CREATORLENS_APP_PORT": "8125"}
+    result = CliRunner().invoke(cli, ["app", "serve", "--no-semantic"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert served["port"] == 8125 and "127.0.0.1:8125" in result.output
