@@ -6,8 +6,10 @@ escalation asset is materialised on a real Dagster instance against a real wareh
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import time
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -236,9 +238,25 @@ def test_retry_after_is_honoured() -> None:
     with serve_vlm(FakeVlm(script=["429"], retry_after="2")) as vlm:
         chat = VisionChat(vlm.base_url, MODEL, retries=2, rate_limit="100/second", sleep=slept.append)
         schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["a", "b"]}}}
-        data_url = "data:image/png;base64," + __import__("base64").b64encode(png((1, 2, 3))).decode()
+        data_url = "data:image/png;base64," + base64.b64encode(png((1, 2, 3))).decode()
         answer = chat.ask(data_url, "Which?", schema)
     assert slept == [2.0] and answer.requests == 2 and answer.content == '{"answer": "a"}'
+
+
+def test_rate_limit_spaces_questions_out() -> None:
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        time.sleep(seconds)
+
+    with serve_vlm(FakeVlm()) as vlm:
+        chat = VisionChat(vlm.base_url, MODEL, rate_limit="2/second", sleep=sleep)
+        schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["a"]}}}
+        data_url = "data:image/png;base64," + base64.b64encode(png((1, 2, 3))).decode()
+        for _ in range(3):
+            chat.ask(data_url, "Which?", schema)
+    assert len(vlm.requests) == 3 and sum(waited) > 0.5  # the third waited for the window to move on
 
 
 def test_tag_history_lists_a_change_between_two_analyses(conn) -> None:
