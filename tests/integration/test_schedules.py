@@ -30,7 +30,7 @@ WHEN = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 # The real stages the schedule re-runs every month: vision and tagging, and their promotions.
 MONTHLY = {dg.AssetKey(k.split("/")) for k in (
     "vision/persons", "vision/keypoints", "vision/ocr", "vision/faces", "vision/image_features", "warehouse/vision",
-    "images/embeddings", "images/tags", "creators/tags", "warehouse/promoted_tags")}
+    "images/embeddings", "images/tags", "creators/tags", "warehouse/promoted_tags", "tagging/escalations")}
 
 
 def _probe(spec: dg.AssetSpec) -> dg.AssetsDefinition:
