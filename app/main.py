@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
-from app import api, creator_control, pages, queries
+from app import api, creator_control, object_categories, pages, queries
 from app.api import MAX_BODY
 from app.deps import LoginRequired
 from app.limits import LoginLimits
@@ -158,5 +158,6 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
 
     app.include_router(api.router)
     app.include_router(creator_control.router)
+    app.include_router(object_categories.router)
     app.include_router(pages.router)
     return app

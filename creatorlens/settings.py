@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     vision_max_failure_rate: float = Field(
         default=0.2, ge=0.0, le=1.0, description="Share of images a stage may fail on before promotion is blocked."
     )
+    vision_object_min_confidence: float = Field(
+        default=0.25, gt=0.0, le=1.0, description="Object tags (vision/objects): detections below this are dropped."
+    )
 
     # ---- operations ---------------------------------------------------------------------------
     log_format: Literal["text", "json"] = Field(

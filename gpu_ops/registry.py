@@ -19,6 +19,7 @@ from pathlib import Path
 from gpu_ops.detection import HogPersonDetector, MediaPipePersonDetector, YoloPersonDetector
 from gpu_ops.embeddings import OpenClipEmbedder, SiglipEmbedder
 from gpu_ops.faces import ArcFaceEmbedder, MediaPipeFaceDetector
+from gpu_ops.objects import YoloObjectDetector
 from gpu_ops.ocr import RapidOcr
 from gpu_ops.pose import MediaPipePose
 from gpu_ops.segmentation import SelfieSegmenter
@@ -63,6 +64,13 @@ CATALOG: dict[str, tuple[ModelSpec, ...]] = {
         ModelSpec(
             "person_detector", "hog", HogPersonDetector, "opencv-hog-people", "4.14",
             bundled=True, device_kinds=("cpu",), description="OpenCV's bundled HOG + linear SVM people detector",
+        ),
+    ),
+    "object_detector": (  # gpu_ops/objects.py says why YOLOv8's COCO classes rather than RAM++ or OWLv2
+        ModelSpec(
+            "object_detector", "yolo", YoloObjectDetector, "yolov8s", "8.3.0",
+            files=(WeightFile("yolov8s.pt", f"{_YOLO_RELEASE}/yolov8s.pt"),),
+            description="ultralytics YOLOv8s, the 80 COCO classes (object tags)",
         ),
     ),
     "pose": (

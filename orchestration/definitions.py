@@ -18,7 +18,7 @@ from assets.vision import defs as vision
 from assets.vision.config import VisionConfig
 from assets.warehouse import defs as warehouse
 from creatorlens.settings import Settings, get_settings
-from orchestration.jobs import calibrate_tags_job, executor_for, ingest_batch_job
+from orchestration.jobs import calibrate_tags_job, executor_for, ingest_batch_job, remap_object_categories_job
 from orchestration.locations import for_location
 from orchestration.observability import LOGGERS
 from orchestration.schedules import monthly_reprocess
@@ -49,7 +49,7 @@ from resources.warehouse import Warehouse
 STAGES = (sources, images, vision, tagging, profiles, warehouse)
 ASSETS = [asset for stage in STAGES for asset in stage.ASSETS]
 ASSET_CHECKS = [check for stage in STAGES for check in stage.CHECKS]
-JOBS = [ingest_batch_job, calibrate_tags_job]
+JOBS = [ingest_batch_job, calibrate_tags_job, remap_object_categories_job]
 
 
 def build_resources(settings: Settings) -> dict[str, object]:

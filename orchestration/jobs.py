@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.common.metadata import BATCH_GROUPS, K8S_NODE_POOL_LABEL
 from assets.tagging.assets import GROUP_TAXONOMY
+from assets.vision.objects import GROUP_OBJECT_MAP
 
 INGEST_JOB = "ingest_batch"
 
@@ -25,6 +26,16 @@ calibrate_tags_job = dg.define_asset_job(
     name=CALIBRATE_JOB,
     selection=dg.AssetSelection.groups(GROUP_TAXONOMY),
     description="Publish the tag taxonomy and calibrate per-tag thresholds from labels and reviewer feedback.",
+    tags={"creatorlens/area": "tagging"},
+)
+
+REMAP_OBJECTS_JOB = "remap_object_categories"
+
+remap_object_categories_job = dg.define_asset_job(
+    name=REMAP_OBJECTS_JOB,
+    selection=dg.AssetSelection.groups(GROUP_OBJECT_MAP),  # warehouse/object_categories
+    description="Re-apply tag_category_map to every stored object tag after an edit (no image is read); "
+                "before/after counts per category in the metadata.",
     tags={"creatorlens/area": "tagging"},
 )
 

@@ -21,3 +21,4 @@ class VisionConfig(FromSettings, dg.ConfigurableResource):
     face_cluster_eps: float = knob("vision_face_cluster_eps")
     face_cluster_min_samples: int = knob("vision_face_cluster_min_samples")
     max_failure_rate: float = knob("vision_max_failure_rate")
+    object_min_confidence: float = knob("vision_object_min_confidence")

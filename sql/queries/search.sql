@@ -21,6 +21,8 @@
 --   is lower(category) = lower(name) by definition, because the planner estimates ILIKE from the
 --   column's statistics and cannot estimate lower(category): guessing 0.5 % instead of 8 %, it
 --   started from the category's images when the tag's were far fewer.
+-- The category filter also matches an image by its object tags: detected_objects.category, which
+-- tag_category_map sets (sql/010_objects_erasure.sql; re-applied by the remap_object_categories job).
 -- The tag filter reads effective_image_tags (sql/008_effective_tags.sql): a reviewer's "yes" or
 -- "no" beats the model version's tags.
 
@@ -56,7 +58,9 @@ WHERE i.image_key = %(image_key)s AND e.model_version = %(model_version)s;
 i.status = 'ok'
 AND (%(category)s::text IS NULL OR EXISTS (
         SELECT 1 FROM creators c
-        WHERE c.platform = i.platform AND c.username = i.username AND lower(c.category) = lower(%(category)s)))
+        WHERE c.platform = i.platform AND c.username = i.username AND lower(c.category) = lower(%(category)s))
+     OR EXISTS (SELECT 1 FROM detected_objects o
+                WHERE o.image_id = i.image_id AND lower(o.category) = lower(%(category)s)))
 AND (%(tag_id)s::int IS NULL OR EXISTS (
         SELECT 1 FROM effective_image_tags(%(model_version)s) t
         WHERE t.image_id = i.image_id AND t.tag_id = %(tag_id)s AND t.present))
@@ -71,8 +75,10 @@ AND (NOT %(hide_duplicates)s OR NOT EXISTS (SELECT 1 FROM image_duplicates d WHE
 i.status = 'ok'
 
 -- name: filter_category
+-- The creator's category, or an object on the image whose label tag_category_map puts in it.
 EXISTS (SELECT 1 FROM creators c
         WHERE c.platform = i.platform AND c.username = i.username AND c.category ILIKE %(category_like)s)
+OR EXISTS (SELECT 1 FROM detected_objects o WHERE o.image_id = i.image_id AND lower(o.category) = lower(%(category)s))
 
 -- name: filter_tag
 EXISTS (SELECT 1 FROM effective_image_tags(%(model_version)s) t

@@ -47,6 +47,13 @@ EXPECTED_ASSETS |= {
     "tagging/escalations": {"warehouse/promoted_tags"},
 }
 UNPARTITIONED = {"tagging/taxonomy": set(), "tagging/thresholds": {"tagging/taxonomy"}}
+# Object tags (issue 16): detector per batch, its promotion, and the unpartitioned re-map of categories.
+EXPECTED_ASSETS |= {
+    "vision/objects": {"images/creator_images"},
+    "warehouse/object_tags": {"vision/objects", "warehouse/promoted_batch"},
+}
+GPU_POOL |= {"vision/objects"}
+UNPARTITIONED |= {"warehouse/object_categories": set()}
 EXPECTED_CHECKS = {
     ("raw/profiles", "raw_profiles_valid"),
     ("raw/posts", "raw_posts_valid"),
@@ -64,6 +71,7 @@ EXPECTED_CHECKS = {
     ("images/embeddings", "image_embeddings_valid"),
     ("images/tags", "image_tags_valid"),
     ("creators/tags", "creator_tags_valid"),
+    ("vision/objects", "object_tags_valid"),
 }
 # WARN checks: a stage that cannot run for want of weights or an endpoint says so, never blocking.
 EXPECTED_CHECKS |= {
@@ -72,6 +80,7 @@ EXPECTED_CHECKS |= {
     ("profiles/enriched", "enriched_profiles_ran"),
     ("profiles/llm", "llm_profiles_ran"),
     ("tagging/escalations", "tag_escalations_ran"),
+    ("vision/objects", "object_tags_ran"),
 }
 
 
@@ -92,7 +101,8 @@ def test_asset_graph_snapshot(tmp_path):
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == EXPECTED_CHECKS
     for spec in defs.resolve_all_asset_specs():
-        assert spec.group_name in {"ingest", "warehouse", "profiles", "vision", "tagging", "taxonomy"} and spec.kinds, spec.key
+        assert spec.group_name in {"ingest", "warehouse", "profiles", "vision", "tagging", "taxonomy",
+                                   "object_categories"} and spec.kinds, spec.key
     pools = {k.to_user_string() for k in graph.get_all_asset_keys()
              if graph.get(k).pools and "gpu" in graph.get(k).pools}
     assert pools == GPU_POOL
