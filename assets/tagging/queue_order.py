@@ -33,7 +33,8 @@ from creatorlens.queries import load_queries
 QUERIES = "escalation.sql"
 W_UNCERTAINTY, W_SCARCITY, W_DIVERSITY = 0.5, 0.25, 0.25
 NEAR = 0.15  # within 15% of the threshold reads "near"
-DEFAULT_POOL = 1000
+DEFAULT_POOL = 500  # candidates nearest their threshold the order picks from (embeddings fetched per view)
+LABELLED_SAMPLE = 1000  # most recently labelled images whose clusters count as "seen"
 DEFAULT_CLUSTERS = 8
 
 
@@ -175,7 +176,7 @@ def _clusters(conn: psycopg.Connection, q: dict, rows: list, k: int) -> tuple[di
     for version in sorted({r[10] for r in rows}):
         ids = sorted({r[12] for r in rows if r[10] == version})
         pool = conn.execute(q["image_embeddings_of"], {"model_version": version, "image_ids": ids}).fetchall()
-        known = conn.execute(q["labelled_embeddings"], {"model_version": version, "limit": 5000}).fetchall()
+        known = conn.execute(q["labelled_embeddings"], {"model_version": version, "limit": LABELLED_SAMPLE}).fetchall()
         vectors = {image_id: vec.to_numpy().astype(np.float32) for image_id, vec in [*pool, *known]}
         if not vectors:
             continue
