@@ -163,6 +163,14 @@ class Settings(BaseSettings):
         default=None, ge=32, description="Longest side images are decoded to for the embedder (default: 2x model input)."
     )
     tag_decode_workers: int = Field(default=4, ge=1, description="Decode threads feeding the embedder.")
+    # Image embedding on a Ray cluster (the ray extra; resources/ray_cluster.py). Unset: in-process.
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster for images/embeddings: auto, host:6379, ray://host:10001 or local; "
+                                  "unset embeds in the step's own process.")
+    ray_actors: int = Field(default=1, ge=1, description="Model replicas (Ray actors) embedding at once: the GPU count.")
+    ray_gpus_per_actor: float = Field(default=1.0, ge=0.0, description="GPUs each replica asks Ray for (0: CPU).")
+    ray_actor_resource: str | None = Field(
+        default=None, description="A custom Ray resource each replica asks for instead of a GPU (e.g. a node pool).")
     hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new vector indexes.")
     hnsw_ef_construction: int = Field(default=128, ge=4, le=1000, description="HNSW build candidate list.")
     hnsw_ef_search: int = Field(

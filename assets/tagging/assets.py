@@ -203,14 +203,18 @@ def image_embeddings(
 
     rows: list[dict] = []
     with stopwatch() as elapsed:
-        for batch in image_batches(ok.to_dict("records"), read, models.batch_size, workers=tagging.decode_workers):
-            if batch.arrays:
-                vectors = embedder.embed_images(batch.arrays, batch_size=models.batch_size)
-                rows += [{**_image_cols(item), "status": "ok", "error_reason": None, "error": None, **base,
-                          "embedding": vec} for item, vec in zip(batch.items, vectors, strict=True)]
-            rows += [{**_image_cols(item), "status": "failed", "error_reason": "decode_error",
-                      "error": f"{type(exc).__name__}: {exc}"[:1000], **base, "embedding": None}
-                     for item, exc in batch.failures]
+        if tagging.ray_address:  # on a Ray cluster (resources/ray_cluster.py); unset: in this process, below
+            rows = _embed_on_ray(ok.to_dict("records"), models, blobs, tagging, max_side, base)
+        else:
+            for batch in image_batches(ok.to_dict("records"), read, models.batch_size,
+                                       workers=tagging.decode_workers):
+                if batch.arrays:
+                    vectors = embedder.embed_images(batch.arrays, batch_size=models.batch_size)
+                    rows += [{**_image_cols(item), "status": "ok", "error_reason": None, "error": None, **base,
+                              "embedding": vec} for item, vec in zip(batch.items, vectors, strict=True)]
+                rows += [{**_image_cols(item), "status": "failed", "error_reason": "decode_error",
+                          "error": f"{type(exc).__name__}: {exc}"[:1000], **base, "embedding": None}
+                         for item, exc in batch.failures]
     frame = pd.DataFrame(rows, columns=list(EMBEDDING_COLUMNS)) if rows else empty_frame(EMBEDDING_COLUMNS)
     failed = frame[frame["status"] == "failed"]
     by_reason = reason_counts(failed["error_reason"])
@@ -229,6 +233,21 @@ def image_embeddings(
         "batch_size": models.batch_size,
         **throughput_metadata(len(frame), elapsed(), "images"),
     })
+
+
+def _embed_on_ray(items: list[dict], models: ModelRegistry, blobs: BlobStore, tagging: TaggingConfig,
+                  max_side: int | None, base: dict) -> list[dict]:
+    """The same rows as the in-process loop, computed by Ray Data: decode tasks, one replica per actor."""
+    import functools
+
+    from resources.ray_cluster import RayEmbedding, load_registry_embedder, registry_fields
+
+    ray = RayEmbedding.from_config(tagging, models.batch_size)
+    result = ray.embed_paths([str(blobs.path(row["blob_key"])) for row in items],
+                             functools.partial(load_registry_embedder, registry_fields(models)), max_side)
+    return [{**_image_cols(item), "status": "ok" if err is None else "failed",
+             "error_reason": None if err is None else "decode_error", "error": err, **base, "embedding": vec}
+            for item, vec, err in zip(items, result.vectors, result.errors, strict=True)]
 
 
 def _image_cols(row: dict) -> dict:

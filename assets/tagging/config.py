@@ -38,6 +38,10 @@ class TaggingConfig(FromSettings, dg.ConfigurableResource):
     hnsw_ef_search: int = knob("hnsw_ef_search")
     decode_max_side: int | None = knob("tag_decode_max_side")
     decode_workers: int = knob("tag_decode_workers")
+    ray_address: str | None = knob("ray_address")
+    ray_actors: int = knob("ray_actors")
+    ray_gpus_per_actor: float = knob("ray_gpus_per_actor")
+    ray_actor_resource: str | None = knob("ray_actor_resource")
     review_order_clusters: int = knob("review_order_clusters")
     history_change: float = knob("tag_history_change")
 
