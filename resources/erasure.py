@@ -17,8 +17,10 @@ says which columns hold the creator or their images, and every base table with o
   whatever the column is called.
 
 Tables are cleared referencing-first (the foreign-key graph, read from ``pg_constraint``), all in
-one transaction with the tombstone. Afterwards every text column (text, varchar, jsonb, text[]) of
-every table is scanned for the username as a word: what is left (another creator's caption that
+one transaction with the tombstone. A leaf table (no foreign key points at it) with no such column
+at all (source rejects and warnings, run failures: records *about* sources and runs) loses the
+rows whose text names the creator as a word. Afterwards every text column (text, varchar, jsonb,
+text[]) of every table is scanned for the username: what is left (another creator's caption that
 mentions them) is reported as a residual mention, not deleted.
 
 **Blobs.** Keys held by the creator's rows in ``*_key`` columns (originals, thumbnails, person
@@ -262,6 +264,20 @@ def erase_rows(conn: psycopg.Connection, username: str, platform: str = PLATFORM
         to_delete = candidate_blobs - still_used
         report.blobs_kept = sorted(candidate_blobs & still_used)
         pattern = word_pattern(username)
+        # Leaf tables that hold no creator key at all (source rejects and warnings, run failures): a
+        # row that names them is about them, and goes too. Tables other rows refer to (tags, app
+        # users, taxonomies) are definitions, not records about anyone: left alone.
+        referenced = {ref for _, _, ref, _ in catalog.fks}
+        for table in sorted(catalog.columns):
+            cols = catalog.text_columns(table)
+            if table in SKIP_TABLES or table in subjects or table in referenced or not cols:
+                continue
+            names = pgsql.SQL(" OR ").join(pgsql.SQL("{}::text ~* %(pattern)s").format(pgsql.Identifier(c))
+                                           for c in cols)
+            cur = conn.execute(pgsql.SQL("DELETE FROM {} WHERE {}").format(pgsql.Identifier(table), names),
+                               {"pattern": pattern})
+            if cur.rowcount:
+                report.rows[table] = report.rows.get(table, 0) + cur.rowcount
         for table in sorted(catalog.columns):
             if table in SKIP_TABLES:
                 continue

@@ -113,6 +113,9 @@ def test_forget_removes_the_creator_everywhere_and_sources_do_not_bring_them_bac
     assert {"image_embeddings", "image_tags"} <= set(refs_before), refs_before  # tags reached them
     assert all((settings.blob_root / k).exists() for k in blob_keys) and len(blob_keys) >= len(images)
     kept_rows = _mentions(engine, KEPT)
+    with engine.begin() as conn:  # a record about a source row of theirs, in a table with no creator key
+        conn.exec_driver_sql("INSERT INTO source_rejects (source, record, reason) VALUES "
+                             "('late.csv', 'line 9', 'duplicate row for @pixel.thief')")
 
     env = {"CREATORLENS_STATE_DIR": str(state), "DATABASE_URL": database_url}
     result = CliRunner().invoke(cli, ["forget", "@Pixel.Thief", "--yes", "--json"], env=env)
@@ -121,6 +124,7 @@ def test_forget_removes_the_creator_everywhere_and_sources_do_not_bring_them_bac
     assert report["rows"]["creators"] == 1 and report["rows"]["images"] == len(images)
     assert report["rows"]["posts"] >= len(images) and report["rows"]["creator_batches"] == 1
     assert report["rows"]["image_tags"] == refs_before["image_tags"]
+    assert report["rows"]["source_rejects"] == 1
     assert report["blobs"] + report["blobs_kept"] == len(blob_keys)
     assert report["files"] == {"profile_cache.sqlite": 1, **{k: v for k, v in report["files"].items()
                                                               if k.endswith(".parquet")}}
