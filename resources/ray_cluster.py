@@ -10,9 +10,9 @@ extra); unset, the step embeds in its own process exactly as before. The pipelin
   ``CUDA_VISIBLE_DEVICES`` to its own GPU, so ``device=auto`` inside it is that GPU: one replica
   per GPU with Ray assigning the devices) or, instead, a custom resource (``actor_resource``,
   e.g. a node label standing in for a GPU on CPU-only nodes, as the tests do);
-* actors restart and their batches are retried when a worker dies (``max_restarts`` and
-  ``max_task_retries``); a batch that still cannot finish fails the step with Ray's error, and
-  a re-run computes the same vectors (the model and its inputs are deterministic).
+* actors restart and their batches are retried when a worker dies (Ray Data's actor pools default
+  to unlimited ``max_restarts`` and ``max_task_retries``); a batch that still cannot finish fails
+  the step with Ray's error, and a re-run computes the same vectors (the model and its inputs are deterministic).
 
 The model is rebuilt inside each actor from the :class:`~resources.models.ModelRegistry` fields
 (the same weights, backend and cache directory, which every node must see: the shared state
@@ -142,7 +142,9 @@ class RayEmbedding:
 
     def actor_options(self) -> dict[str, Any]:
         """What each replica asks of the scheduler: a GPU, or a custom resource standing in for one."""
-        options: dict[str, Any] = {"num_cpus": self.actor_cpus, "max_restarts": -1, "max_task_retries": -1}
+        # Ray Data's actor pools already restart dead actors and retry their tasks (max_restarts and
+        # max_task_retries default to -1 there), which is what survives a lost worker.
+        options: dict[str, Any] = {"num_cpus": self.actor_cpus}
         if self.actor_resource:
             options["resources"] = {self.actor_resource: 1}
         elif self.num_gpus:
