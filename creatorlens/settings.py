@@ -129,6 +129,27 @@ class Settings(BaseSettings):
     )
     mongodb_database: str = Field(default="creatorlens")
     mongodb_collection: str = Field(default="raw_api_responses")
+    # `creatorlens fetch`: pages of posts/reels from a TikHub-like API into the JSON folder first.
+    fetch_api_url: str | None = Field(
+        default=None, description="Base URL of the posts/reels API for `creatorlens fetch` (e.g. https://api.tikhub.io)."
+    )
+    fetch_api_token: SecretStr | None = Field(default=None, description="Bearer token of the fetch API.")
+    fetch_posts_endpoint: str = Field(
+        default="/api/v1/instagram/web_app/fetch_user_posts_and_reels_by_username?username={username}",
+        description="Posts endpoint (path + query, {username} placeholder), relative to fetch_api_url.",
+    )
+    fetch_posts_cursor_param: str = Field(default="pagination_token", description="Cursor parameter of the posts endpoint.")
+    fetch_reels_endpoint: str = Field(
+        default="/api/v1/instagram/web_app/fetch_user_reels_by_username_v3?username={username}",
+        description="Reels endpoint (path + query, {username} placeholder), relative to fetch_api_url.",
+    )
+    fetch_reels_cursor_param: str = Field(default="max_id", description="Cursor parameter of the reels endpoint.")
+    fetch_post_pages: int = Field(default=3, ge=0, description="Pages of posts fetched per user (--post-pages).")
+    fetch_reel_pages: int = Field(default=1, ge=0, description="Pages of reels fetched per user (--reel-pages).")
+    fetch_retries: int = Field(default=4, ge=0, description="Retries of a page on 429/5xx/network errors.")
+    fetch_backoff_s: float = Field(default=2.0, ge=0, description="First retry wait when no Retry-After is given.")
+    fetch_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one page request.")
+    fetch_image_workers: int = Field(default=4, ge=1, description="Images downloaded at once during a fetch.")
     csv_header_map: str | None = Field(
         default=None,
         description='CSV header aliases per field, JSON: {"username": ["IG Handle"], "followers": "Audience"} '

@@ -40,9 +40,11 @@ from assets.images.imaging import (
     ImageError,
     ImageLimits,
     ProcessedImage,
+    fetch_bytes,
     fetch_bytes_retrying,
     process_image_bytes,
 )
+from assets.images.local_copies import local_copy_for
 from gpu_ops.prefetch import prefetch_map
 from resources.blobstore import BlobStore
 
@@ -76,7 +78,20 @@ def _base_row(post: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fetch(post: dict[str, Any], *, limits: ImageLimits, client: httpx.Client) -> bytes:
-    """I/O half (threads): the original bytes, or an ImageError with a reason."""
+    """I/O half (threads): the original bytes, or an ImageError with a reason.
+
+    A copy saved by ``creatorlens fetch`` while the signed URL was valid comes first
+    (:func:`local_copy_for`; ``post["image_origin"] = "local_copy"``); none, or one that cannot be
+    read, falls back to the URL."""
+    local = local_copy_for(post)
+    if local is not None:
+        try:
+            data = fetch_bytes(str(local), limits=limits)
+        except ImageError:
+            pass
+        else:
+            post["image_origin"] = "local_copy"
+            return data
     uri = post.get("media_url")
     if not isinstance(uri, str) or not uri:
         raise ImageError("no_media_url", "post has no image URL")
@@ -198,6 +213,7 @@ def creator_images(
                 if len(failed) else "_none_"
             ),
             "fetch_threads": io_workers,
+            "from_local_copies": sum(p.get("image_origin") == "local_copy" for p in posts),
             "decode_processes": cpu_workers,
             **throughput_metadata(len(df), elapsed(), "images"),
             "preview": dg.MetadataValue.md(_preview(df, blobs)),

@@ -209,6 +209,7 @@ def _register_groups() -> None:
     from orchestration.cli.app import app_group
     from orchestration.cli.doctor import doctor
     from orchestration.cli.enrich import enrich_command
+    from orchestration.cli.fetch import fetch_command
     from orchestration.cli.forget import forget_command
     from orchestration.cli.models import models
     from orchestration.cli.ui import ui
@@ -217,6 +218,7 @@ def _register_groups() -> None:
     cli.add_command(app_group)
     cli.add_command(status)
     cli.add_command(enrich_command)
+    cli.add_command(fetch_command)
     cli.add_command(warehouse_group)
     cli.add_command(ui)
     cli.add_command(doctor)
