@@ -11,7 +11,14 @@ YOLO runs with random weights built from ``yolov8s.yaml`` (same architecture and
 production ``yolov8s.pt``; ``--yolo PATH`` takes real weights). ArcFace runs only with
 ``--arcface PATH`` (``w600k_r50.onnx``): no stand-in would measure anything real.
 
-Usage: ``python bench/vision.py --n 48 --batch 16 [--device cpu|cuda] [--size 640]``
+``--workers N`` (N >= 2) adds the worker-pool comparison (:class:`gpu_ops.pool.PooledModel`, the pool the
+assets use for their CPU models): each CPU stage single process vs N worker processes (one thread each)
+on the same inputs, then the whole chain with every CPU model pooled vs the same chain in one process,
+in the same run; pool start-up (spawn + model load, paid once per stage run) is timed apart. The
+16-core figure is modelled from the pool's per-worker rate (rate / N) × 16, i.e. linear in cores; the
+load average is printed, since other work on the machine takes cores from the pool.
+
+Usage: ``python bench/vision.py --n 48 --batch 16 [--device cpu|cuda] [--size 640] [--workers 2]``
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from gpu_ops.device import Device, choose_device  # noqa: E402
 from gpu_ops.faces import ArcFaceEmbedder, MediaPipeFaceDetector, align_face  # noqa: E402
 from gpu_ops.loader import decode_rgb, image_batches  # noqa: E402
 from gpu_ops.ocr import RapidOcr  # noqa: E402
+from gpu_ops.pool import PooledModel  # noqa: E402
 from gpu_ops.pose import MediaPipePose  # noqa: E402
 from gpu_ops.registry import get_spec  # noqa: E402
 from gpu_ops.segmentation import SelfieSegmenter  # noqa: E402
@@ -182,13 +190,80 @@ def run_chain(paths: list[Path], models: dict[str, ModelBackend], batch: int, wo
     return n, time.perf_counter() - started
 
 
+def write_jpegs(images: list[np.ndarray], folder: Path) -> list[Path]:
+    paths = []
+    for i, img in enumerate(images):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=90)
+        path = folder / f"{i}.jpg"
+        path.write_bytes(buf.getvalue())
+        paths.append(path)
+    return paths
+
+
+def _loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _rate(model, inputs: list, batch: int) -> float:
+    started = time.perf_counter()
+    for i in range(0, len(inputs), batch):
+        model.predict(inputs[i:i + batch])
+    return len(inputs) / (time.perf_counter() - started)
+
+
+def bench_pool(models: dict[str, ModelBackend], images: list[np.ndarray], crops: list[np.ndarray],
+               paths: list[Path], batch: int, workers: int, decode_workers: int, chain_detector: str) -> None:
+    """Single process vs ``workers`` pool processes, per CPU stage and for the whole chain, same run."""
+    stages = [
+        ("person detection, MediaPipe", "detector", images),
+        ("pose, MediaPipe (per crop)", "pose", crops),
+        ("silhouette, selfie segmentation (per crop)", "segmentation", crops),
+        ("face detection, MediaPipe", "faces", images),
+        ("OCR, RapidOCR PP-OCRv4", "ocr", images),
+    ]
+    pools: dict[str, PooledModel] = {}
+    print(f"\nworker pool: {workers} processes (spawn, one thread each, models loaded once per worker) vs one "
+          f"process; {os.cpu_count()} CPUs, load average {_loadavg()} before")
+    print(f"{'stage':<44} {'items':>5} {'1 proc/s':>9} {'pool/s':>8} {'ratio':>6} {'start-up':>9} "
+          f"{'per worker/s':>13} {'16 cores (model)/s':>19}")
+    try:
+        for name, key, inputs in stages:
+            model = models[key]
+            model.predict(inputs[:1])
+            single = _rate(model, inputs, batch)
+            started = time.perf_counter()
+            pool = PooledModel(model, workers, worker_options={"threads": 1} if key == "ocr" else None).load()
+            pool.predict(inputs[:workers] * 2)  # every worker spawned and its model loaded
+            startup = time.perf_counter() - started
+            pooled = _rate(pool, inputs, batch)
+            pools[key] = pool
+            print(f"{name:<44} {len(inputs):>5} {single:>9.1f} {pooled:>8.1f} {pooled / single:>5.2f}x "
+                  f"{startup:>8.1f}s {pooled / workers:>13.1f} {pooled / workers * 16:>19.1f}")
+        chain_single = {**models, "detector": models["yolo" if chain_detector == "yolo" else "detector"]}
+        chain_pooled = {**chain_single, **{k: v for k, v in pools.items()
+                                           if k != "detector" or chain_detector != "yolo"}}
+        n1, s1 = run_chain(paths, chain_single, batch, decode_workers)
+        n2, s2 = run_chain(paths, chain_pooled, batch, decode_workers)
+        print(f"whole chain ({chain_detector} detector, decode on {decode_workers} threads, batch {batch}): one process "
+              f"{n1 / s1:.2f} images/s, pool of {workers}: {n2 / s2:.2f} images/s ({(n2 / s2) / (n1 / s1):.2f}x); "
+              f"16 cores (model: {workers}-worker chain rate / {workers} × 16): {(n2 / s2) / workers * 16:.1f} images/s")
+        print(f"load average after: {_loadavg()}")
+    finally:
+        for pool in pools.values():
+            pool.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=48, help="number of images")
     parser.add_argument("--size", type=int, default=640, help="longest side in pixels")
     parser.add_argument("--batch", type=int, default=16, help="images per predict() call")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--workers", type=int, default=4, help="decode threads for the chain run")
+    parser.add_argument("--decode-workers", type=int, default=4, help="decode threads for the chain run")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="worker processes for the pool comparison (0: skip it; the assets use one per core)")
+    parser.add_argument("--pool-only", action="store_true", help="with --workers: only the pool comparison")
     parser.add_argument("--yolo", type=Path, default=None, help="YOLO weights (.pt/.onnx); default random yolov8s")
     parser.add_argument("--arcface", type=Path, default=None, help="w600k_r50.onnx (optional)")
     parser.add_argument("--chain-detector", choices=["yolo", "mediapipe"], default=None,
@@ -201,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     images = make_images(args.n, args.size)
     rss0 = peak_rss_mib()
     print(f"{args.n} images, longest side {args.size}px, batch {args.batch}, device {device}, "
-          f"{os.cpu_count()} CPUs, fp16={device.fp16}; peak RSS before models {rss0:.0f} MiB")
+          f"{os.cpu_count()} CPUs, load average {_loadavg()}, fp16={device.fp16}; peak RSS before models {rss0:.0f} MiB")
 
     yolo_weights = args.yolo or Path("yolov8s.yaml")
     models: dict[str, ModelBackend] = {
@@ -215,6 +290,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.arcface:
         models["arcface"] = ArcFaceEmbedder(_spec("face_embedder"), args.arcface, device)
+
+    if args.workers >= 2 and args.pool_only:
+        crops = crops_of(images, models["detector"].predict(images))
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = write_jpegs(images, Path(tmp))
+            bench_pool(models, images, crops, paths, args.batch, args.workers, args.decode_workers, chain_detector)
+        return
 
     results = [
         bench_stage("person detection, MediaPipe (CPU default)", models["detector"], images, args.batch,
@@ -246,18 +328,14 @@ def main(argv: list[str] | None = None) -> None:
               f"{r.batched_rate / r.single_rate:>5.2f}x {r.rss_mib:>7.0f}MiB  {r.found}")
 
     with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for i, img in enumerate(images):
-            buf = io.BytesIO()
-            Image.fromarray(img).save(buf, format="JPEG", quality=90)
-            path = Path(tmp) / f"{i}.jpg"
-            path.write_bytes(buf.getvalue())
-            paths.append(path)
+        paths = write_jpegs(images, Path(tmp))
         chain = {**models, "detector": models["yolo" if chain_detector == "yolo" else "detector"]}
-        n, seconds = run_chain(paths, chain, args.batch, args.workers)
+        n, seconds = run_chain(paths, chain, args.batch, args.decode_workers)
         n1, seconds1 = run_chain(paths, chain, 1, 1)
+        if args.workers >= 2:
+            bench_pool(models, images, crops, paths, args.batch, args.workers, args.decode_workers, chain_detector)
     _, py_peak = tracemalloc.get_traced_memory()
-    print(f"\nwhole chain ({chain_detector} detector) from JPEG files (decode on {args.workers} threads, "
+    print(f"\nwhole chain ({chain_detector} detector) from JPEG files (decode on {args.decode_workers} threads, "
           f"batch {args.batch}): "
           f"{n / seconds:.1f} images/s ({seconds:.2f} s for {n}); one image at a time, 1 decode thread: "
           f"{n1 / seconds1:.1f} images/s ({(n / seconds) / (n1 / seconds1):.2f}x)")

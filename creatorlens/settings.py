@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     thumbnail_px: int = Field(default=400, ge=16, description="Longest side of stored thumbnails.")
     pdq_max_distance: int = Field(default=31, ge=0, le=256, description="Near-duplicate Hamming threshold.")
     pdq_min_quality: int = Field(default=50, ge=0, le=100, description="PDQ quality needed to compare.")
+    reel_keyframes: int = Field(
+        default=3, ge=0, le=30, description="Keyframes taken from each selected video post's video file, each "
+        "an image of the post (0: only the cover image).")
+    max_video_bytes: int = Field(default=200 * 1024 * 1024, ge=1, description="Largest video file fetched for keyframes.")
+    pdq_match_transforms: bool = Field(
+        default=True, description="Also find mirrored and rotated reposts (each new image's 7 dihedral PDQ hashes): "
+        "about 8x the comparison time of the plain near-duplicate search (bench/dihedral.py).")
     max_failure_rate: float = Field(
         default=0.2, ge=0.0, le=1.0, description="Share of images whose bytes we got but could not process "
         "(decode errors) above which promotion is blocked; unreachable, expired or missing images do not count."
@@ -67,6 +74,18 @@ class Settings(BaseSettings):
     vision_crop_margin: float = Field(default=0.1, ge=0.0, le=1.0, description="Crop = person box widened by this share.")
     vision_crop_jpeg_quality: int = Field(default=90, ge=30, le=100, description="JPEG quality of person crops.")
     vision_decode_workers: int = Field(default=4, ge=1, description="Threads decoding images ahead of the models.")
+    vision_cpu_workers: int = Field(
+        default=0, ge=0, description="Processes running the CPU-bound vision models (pose, segmentation, face "
+        "detection, OCR), each loading them once: 0 = one per core this process may use, 1 = in the step's process."
+    )
+    vision_pool_min_images: int = Field(
+        default=32, ge=1, description="A stage with fewer images (or crops) than this runs its CPU models in the "
+        "step's process: starting the worker pool (a few seconds) would cost more than it saves."
+    )
+    vision_ocr_prefilter: bool = Field(
+        default=True, description="Skip OCR on images with no text-like edges (a ~2 ms edge-density test on a "
+        "small grey copy); their rows say no_text / prefilter_no_text_edges. false: OCR every image."
+    )
     vision_face_cluster_eps: float = Field(
         default=0.55, gt=0.0, lt=2.0, description="Cosine distance within which two faces are neighbours."
     )

@@ -7,7 +7,8 @@ Nothing is dropped silently and nothing raises out of a batch because of one bad
 """
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ from assets.common.metadata import (
 from assets.vision.config import VisionConfig
 from gpu_ops.base import ModelBackend
 from gpu_ops.loader import decode_rgb, image_batches
+from gpu_ops.ocr import RapidOcr
+from gpu_ops.pool import PooledModel, default_workers
 from resources.blobstore import BlobStore
 
 BASE_COLUMNS = ["image_key", "platform", "username", "status", "reason", "error"]
@@ -72,6 +75,34 @@ def safe_predict(model: ModelBackend, inputs: Sequence[Any]) -> list[Any]:
             except Exception as exc:  # recorded as this item's failure row by the caller
                 out.append(exc)
         return out
+
+
+def computes_on_cpu(model: ModelBackend) -> bool:
+    """Does this loaded backend do its work on the CPU? MediaPipe/OpenCV backends always do; RapidOCR
+    unless ONNX Runtime's CUDA provider is there; torch backends follow their device."""
+    if tuple(model.spec.device_kinds) == ("cpu",):
+        return True
+    if isinstance(model, RapidOcr):
+        return "CUDAExecutionProvider" not in (model.device.onnx_providers if model.device else [])
+    return model.device is None or model.device.kind == "cpu"
+
+
+@contextmanager
+def cpu_pool(model: ModelBackend, vision: VisionConfig, items: int,
+             worker_options: Mapping[str, Any] | None = None) -> Iterator[Any]:
+    """``model`` on a process pool of ``vision.cpu_workers`` (0: one per core) when it computes on the CPU
+    and the stage has at least ``vision.pool_min_images`` items; else ``model`` itself. Either way the
+    result has ``predict``/``version``/``device``, and the same answers."""
+    model.load()
+    workers = default_workers(vision.cpu_workers)
+    if workers <= 1 or items < vision.pool_min_images or not computes_on_cpu(model):
+        yield model
+        return
+    pooled = PooledModel(model, min(workers, items), worker_options=worker_options)
+    try:
+        yield pooled.load()
+    finally:
+        pooled.close()
 
 
 # What a stage makes of one decoded image and the model's answer for it.

@@ -22,3 +22,6 @@ class VisionConfig(FromSettings, dg.ConfigurableResource):
     face_cluster_min_samples: int = knob("vision_face_cluster_min_samples")
     max_failure_rate: float = knob("vision_max_failure_rate")
     object_min_confidence: float = knob("vision_object_min_confidence")
+    cpu_workers: int = knob("vision_cpu_workers")
+    pool_min_images: int = knob("vision_pool_min_images")
+    ocr_prefilter: bool = knob("vision_ocr_prefilter")

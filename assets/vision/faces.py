@@ -19,6 +19,7 @@ from assets.vision.common import (
     all_true,
     box_inside,
     coverage_expectations,
+    cpu_pool,
     in_unit_range,
     ok_images,
     per_image,
@@ -79,25 +80,28 @@ def faces(
         embedder, embedding_note = None, f"skipped: {missing}"
         context.log.warning(f"faces stored without embeddings: {missing}")
 
-    def process(images: list[dict[str, Any]], arrays: list[np.ndarray]) -> list[list[dict[str, Any]]]:
-        aligned: list[tuple[dict[str, Any], np.ndarray]] = []
+    images = ok_images(creator_images)
+    with cpu_pool(detector, vision, len(images)) as finder:
 
-        def rows_for(image: dict[str, Any], array: np.ndarray, found: list[FaceBox]) -> list[dict[str, Any]]:
-            rows = face_rows(image, array, found, detector.version)
-            if embedder is not None:
-                aligned.extend((row, align_face(array, face)) for face, row in zip(found, rows, strict=False))
-            return rows
+        def process(images: list[dict[str, Any]], arrays: list[np.ndarray]) -> list[list[dict[str, Any]]]:
+            aligned: list[tuple[dict[str, Any], np.ndarray]] = []
 
-        out = per_image(detector, rows_for)(images, arrays)
-        if embedder is not None and aligned:
-            for (row, _), vector in zip(aligned, safe_predict(embedder, [a for _, a in aligned]), strict=True):
-                if isinstance(vector, Exception):
-                    row["embedding_error"] = f"{type(vector).__name__}: {vector}"[:500]
-                else:
-                    row["embedding"], row["embedding_model"] = np.asarray(vector, np.float32).tolist(), embedder.version
-        return out
+            def rows_for(image: dict[str, Any], array: np.ndarray, found: list[FaceBox]) -> list[dict[str, Any]]:
+                rows = face_rows(image, array, found, detector.version)
+                if embedder is not None:
+                    aligned.extend((row, align_face(array, face)) for face, row in zip(found, rows, strict=False))
+                return rows
 
-    scan = scan_images(context, ok_images(creator_images), blobs, vision, models.batch_size, process, stage="faces")
+            out = per_image(finder, rows_for)(images, arrays)
+            if embedder is not None and aligned:
+                for (row, _), vector in zip(aligned, safe_predict(embedder, [a for _, a in aligned]), strict=True):
+                    if isinstance(vector, Exception):
+                        row["embedding_error"] = f"{type(vector).__name__}: {vector}"[:500]
+                    else:
+                        row["embedding"], row["embedding_model"] = np.asarray(vector, np.float32).tolist(), embedder.version
+            return out
+
+        scan = scan_images(context, images, blobs, vision, models.batch_size, process, stage="faces")
     out = stage_output(scan, FACE_COLUMNS, ints=("face_idx", "image_width", "image_height"), unit="faces",
                        versions={"face_detector": detector.version,
                                  "face_embedder": embedder.version if embedder else None})

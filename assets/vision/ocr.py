@@ -13,6 +13,7 @@ from assets.vision.common import (
     BASE_COLUMNS,
     all_true,
     coverage_expectations,
+    cpu_pool,
     in_unit_range,
     ok_images,
     per_image,
@@ -23,7 +24,7 @@ from assets.vision.common import (
     status_row,
 )
 from assets.vision.config import VisionConfig
-from gpu_ops.ocr import TextLine
+from gpu_ops.ocr import TextLine, looks_like_text
 from resources.blobstore import BlobStore
 from resources.models import ModelRegistry
 
@@ -43,6 +44,22 @@ def text_rows(image: dict[str, Any], array: np.ndarray, lines: list[TextLine], v
     ]
 
 
+PREFILTER_REASON = "no_text_edges"
+
+
+def prefiltered(batch: list[dict[str, Any]], arrays: list[np.ndarray], run: Any, version: str,
+                enabled: bool) -> list[list[dict[str, Any]]]:
+    """``run`` (the OCR batch step) on the images that :func:`gpu_ops.ocr.looks_like_text`; the others get a
+    ``no_text`` row saying the prefilter skipped them. ``enabled=False``: every image is OCRed."""
+    if not enabled:
+        return run(batch, arrays)
+    likely = [looks_like_text(a) for a in arrays]
+    ocred = iter(run([i for i, keep in zip(batch, likely, strict=True) if keep],
+                     [a for a, keep in zip(arrays, likely, strict=True) if keep]))
+    return [next(ocred) if keep else [status_row(image, "no_text", PREFILTER_REASON, model_version=version)]
+            for image, keep in zip(batch, likely, strict=True)]
+
+
 @stage_asset(OCR, ("creator_images", CREATOR_IMAGES), kinds={"python", "onnx", "pandas"},
              description="Text lines in each image with their boxes and confidence (RapidOCR, PaddleOCR's "
              "PP-OCRv4 models on ONNX Runtime). Images where detection finds no text skip recognition.")
@@ -51,13 +68,21 @@ def ocr(
     vision: VisionConfig,
 ) -> dg.Output[pd.DataFrame]:
     engine = models.load("ocr")
-    process = per_image(engine, lambda image, array, lines: text_rows(image, array, lines, engine.version))
-    scan = scan_images(context, ok_images(creator_images), blobs, vision, models.batch_size, process, stage="ocr")
+    images = ok_images(creator_images)
+    with cpu_pool(engine, vision, len(images), worker_options={"threads": 1}) as runner:
+        run = per_image(runner, lambda image, array, lines: text_rows(image, array, lines, engine.version))
+
+        def process(batch: list[dict[str, Any]], arrays: list[np.ndarray]) -> list[list[dict[str, Any]]]:
+            return prefiltered(batch, arrays, run, engine.version, vision.ocr_prefilter)
+
+        scan = scan_images(context, images, blobs, vision, models.batch_size, process, stage="ocr")
     lines = [r for r in scan.rows if r["status"] == "ok"]
     sample = pd.DataFrame(lines[:10], columns=["username", "text", "confidence"])
     return stage_output(scan, OCR_COLUMNS, ints=("line_idx", "image_width", "image_height"), unit="text_lines",
                         versions={"ocr": engine.version},
                         extra={"images_with_text": len({r["image_key"] for r in lines}),
+               "skipped_by_prefilter": sum(r["reason"] == PREFILTER_REASON for r in scan.rows),
+               "ocr_workers": getattr(runner, "workers", 1),
                                "sample_text": dg.MetadataValue.md(sample.to_markdown(index=False) if lines
                                                                   else "_no text found_")})
 

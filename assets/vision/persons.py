@@ -22,6 +22,7 @@ from assets.vision.common import (
     all_true,
     box_inside,
     coverage_expectations,
+    cpu_pool,
     in_unit_range,
     ok_images,
     per_image,
@@ -95,9 +96,11 @@ def persons(
 ) -> dg.Output[pd.DataFrame]:
     detector = models.load("person_detector")
     context.log.info(f"person detector {detector.version} on {detector.device}")
-    process = per_image(detector, lambda image, array, boxes: person_rows(
-        image, array, boxes, vision=vision, blobs=blobs, version=detector.version))
-    scan = scan_images(context, ok_images(creator_images), blobs, vision, models.batch_size, process, stage="persons")
+    images = ok_images(creator_images)
+    with cpu_pool(detector, vision, len(images)) as finder:
+        process = per_image(finder, lambda image, array, boxes: person_rows(
+            image, array, boxes, vision=vision, blobs=blobs, version=detector.version))
+        scan = scan_images(context, images, blobs, vision, models.batch_size, process, stage="persons")
     dropped = sum(r["reason"] == "below_min_size" for r in scan.rows)
     return stage_output(scan, PERSON_COLUMNS, ints=("person_idx", "crop_width", "crop_height", "image_width",
                                                     "image_height"),
@@ -170,13 +173,15 @@ def keypoints(
     people = [{**p, "blob_key": p["crop_key"], "width": p["crop_width"], "height": p["crop_height"]}
               for p in persons[persons["status"] == "ok"].to_dict("records")]
 
-    def process(crops: list[dict[str, Any]], arrays: list[np.ndarray]) -> list[list[dict[str, Any]]]:
-        silhouettes = {id(a): s for a, s in zip(arrays, safe_predict(segmenter, arrays), strict=True)}
-        pose_rows = per_image(pose_model, lambda person, array, pose: [
-            _pose_row(person, pose, silhouettes[id(array)], versions)])
-        return pose_rows(crops, arrays)
+    with cpu_pool(pose_model, vision, len(people)) as poser, cpu_pool(segmenter, vision, len(people)) as masker:
 
-    scan = scan_images(context, people, blobs, vision, models.batch_size, process, stage="keypoints")
+        def process(crops: list[dict[str, Any]], arrays: list[np.ndarray]) -> list[list[dict[str, Any]]]:
+            silhouettes = {id(a): s for a, s in zip(arrays, safe_predict(masker, arrays), strict=True)}
+            pose_rows = per_image(poser, lambda person, array, pose: [
+                _pose_row(person, pose, silhouettes[id(array)], versions)])
+            return pose_rows(crops, arrays)
+
+        scan = scan_images(context, people, blobs, vision, models.batch_size, process, stage="keypoints")
     return stage_output(scan, KEYPOINT_COLUMNS, ints=("person_idx", "visible_count"), unit="poses",
                         versions={"pose": versions[0], "segmentation": versions[1]},
                         extra={"persons": len(people), "no_pose": sum(r["status"] == "no_pose" for r in scan.rows)})
