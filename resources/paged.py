@@ -210,7 +210,8 @@ class PagedFetcher(HttpClientOwner):
         for page in range(1, endpoint.max_pages + 1):
             params = {**endpoint.params, **({endpoint.cursor_param: cursor} if cursor else {})}
 
-            def failed(status: int | None, body: bytes, error: str, reason: str) -> str:
+            def failed(status: int | None, body: bytes, error: str, reason: str,
+                       page: int = page, cursor: str | None = cursor) -> str:
                 on_page(self._record(run, endpoint, page, url, cursor, status, body, error), None)
                 return reason
 

@@ -73,10 +73,10 @@ class FetchSummary:
         failed_pages = len(self.pages) - self.ok_pages
         stops = ", ".join(f"{r.username}/{r.endpoint}: {r.stop_reason}" for r in self.runs) or "none"
         lines = [
-            f"fetched {len(self.fetched_users())} of {len(self.users) + len(self.invalid)} users: {self.ok_pages} pages "
-            f"saved, {failed_pages} error pages kept; {len(self.post_ids)} posts",
-            f"images: {self.images['saved']} saved, {self.images['already_saved']} already saved, "
-            f"{self.images['failed']} failed" + (f" {dict(self.image_failures)}" if self.image_failures else ""),
+            (f"fetched {len(self.fetched_users())} of {len(self.users) + len(self.invalid)} users: "
+             f"{self.ok_pages} pages saved, {failed_pages} error pages kept; {len(self.post_ids)} posts"),
+            (f"images: {self.images['saved']} saved, {self.images['already_saved']} already saved, "
+             f"{self.images['failed']} failed" + (f" {dict(self.image_failures)}" if self.image_failures else "")),
             f"stops: {stops}",
         ]
         if self.invalid:
