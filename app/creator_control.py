@@ -80,9 +80,9 @@ def linked_creator(conn: Connection, user: auth.User) -> dict:
 
 def own_view(conn: Connection, creator: dict) -> dict:
     """The creator's ok images with the tags they carry now, and the creator's disputes."""
-    version = _q(conn, "current_model").scalar() or ""
+    version = _q(conn, "newest_model_version").scalar() or ""
     who = {"platform": creator["platform"], "username": creator["username"]}
-    images = [dict(r) for r in _q(conn, "creator_images", **who).mappings()]
+    images = [dict(r) for r in _q(conn, "own_images", **who).mappings()]
     tags: dict[int, list[dict]] = {}
     for r in _q(conn, "creator_image_tags", model_version=version, **who).mappings():
         tags.setdefault(r["image_id"], []).append(
@@ -106,7 +106,7 @@ def open_dispute(conn: Connection, user: auth.User, creator: dict, body: Dispute
                   username=creator["username"]).scalar()
     if image_id is None:
         raise HTTPException(404, f"no image {body.image_key!r} of yours")
-    version = _q(conn, "current_model").scalar() or ""
+    version = _q(conn, "newest_model_version").scalar() or ""
     tag = _q(conn, "disputed_tag", image_id=image_id, tag=body.tag, model_version=version).mappings().first()
     if tag is None:
         raise HTTPException(404, f"unknown tag {body.tag!r}")

@@ -232,7 +232,7 @@ def erase_rows(conn: psycopg.Connection, username: str, platform: str = PLATFORM
     report = ErasureReport(platform, username_hash(username))
     q = load_queries(QUERIES)
     with conn.transaction():
-        conn.execute(q["lock"])
+        conn.execute(q["erasure_lock"])
         catalog = _Catalog.read(conn)
         row = conn.execute(q["subject"], {"platform": platform, "username": username}).fetchone()
         params = {"platform": platform, "username": username, "creator_ids": list(row[0]),

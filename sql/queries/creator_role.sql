@@ -15,10 +15,10 @@ SELECT c.creator_id, c.platform, c.username, c.full_name
 FROM app_users u JOIN creators c ON c.creator_id = u.creator_id
 WHERE u.user_id = %(user_id)s AND u.role = 'creator';
 
--- name: current_model
+-- name: newest_model_version
 SELECT model_version FROM embedding_models ORDER BY created_at DESC, model_version LIMIT 1;
 
--- name: creator_images
+-- name: own_images
 SELECT i.image_id, i.image_key, i.thumb_key, i.rank, p.taken_at, p.caption
 FROM images i LEFT JOIN posts p ON p.platform = i.platform AND p.post_id = i.post_id
 WHERE i.platform = %(platform)s AND i.username = %(username)s AND i.status = 'ok'

@@ -2,7 +2,7 @@
 -- sources and sensors from bringing them back. The per-table DELETEs are composed from the
 -- catalog (tables and columns found here), never from a hand-written list.
 
--- name: lock
+-- name: erasure_lock
 -- The batching lock too (batching.sql): a sensor tick that read no tombstone yet cannot re-batch them.
 SELECT pg_advisory_xact_lock(7240002), pg_advisory_xact_lock(7240010);
 
