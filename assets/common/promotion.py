@@ -23,17 +23,19 @@ from creatorlens.queries import load_queries
 CREATOR_COLUMNS = (
     "platform", "username", "full_name", "bio", "category", "country",
     "followers", "is_business", "is_verified", "sources",
+    "following", "post_count", "external_url", "is_private",
 )
 POST_COLUMNS = (
     "platform", "post_id", "username", "shortcode", "taken_at", "caption",
     "likes", "comments", "media_url", "is_video",
+    "video_url", "video_duration", "view_count", "play_count",
 )
 IMAGE_COLUMNS = (
     "image_key", "platform", "post_id", "username", "rank", "engagement", "source_uri", "status",
     "error_reason", "error", "sha256", "blob_key", "thumb_key", "byte_size", "width", "height",
     "source_format", "source_mode", "frames", "exif_rotated", "pdq_hash", "pdq_quality", "processed_at",
 )
-DUPLICATE_COLUMNS = ("image_key_a", "image_key_b", "distance", "kind")
+DUPLICATE_COLUMNS = ("image_key_a", "image_key_b", "distance", "kind", "transform")
 
 # (result name, promote() argument, staging table, columns, statement suffix in promote_batch.sql)
 _TABLES = (
@@ -98,6 +100,62 @@ def copy_rows(cur: psycopg.Cursor, table: str, columns: Sequence[str], rows: Ite
     return n
 
 
+def _copy_text_column(series: pd.Series | None, n: int):
+    """One column as COPY text cells (pyarrow, vectorised): NULL is ``\\N``, text escaped as COPY's text format
+    wants (backslash, tab, newline, carriage return). None when the column needs the per-row path."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if series is None:
+        return pa.array([r"\N"] * n, pa.large_string())
+    try:
+        arr = pa.array(series, from_pandas=True)  # NaN/NaT/None become nulls, as frame_rows makes them None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None  # mixed objects: psycopg's adapters decide, row by row
+    t = arr.type
+    if pa.types.is_null(t):
+        return pa.array([r"\N"] * n, pa.large_string())
+    if pa.types.is_timestamp(t):
+        arr = pc.cast(arr, pa.timestamp("us", t.tz), safe=False)  # PostgreSQL keeps microseconds
+    elif pa.types.is_string(t) or pa.types.is_large_string(t):
+        if pc.any(pc.match_substring_regex(arr, r"[\\\t\n\r]")).as_py():  # usually nothing to escape
+            for raw, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
+                arr = pc.replace_substring(arr, raw, escaped)
+    elif not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+        return None  # arrays, bytes, dicts...: the per-row path
+    return pc.fill_null(pc.cast(arr, pa.large_string()), r"\N")
+
+
+def copy_frame(cur: psycopg.Cursor, table: str, columns: Sequence[str], df: pd.DataFrame) -> int:
+    """COPY ``df``'s ``columns`` (a missing one is all-NULL) into a staging table; the rows it writes.
+
+    Text, numbers, booleans and timestamps are turned into COPY's text format column by column in
+    pyarrow and sent as one buffer: no Python object per cell (``frame_rows`` + ``write_row`` spent
+    ~35 µs a row on images, more than the upsert itself). Frames with other cells (arrays such as
+    ``creators.sources``, mixed objects) take the per-row path, :func:`copy_rows`; both give the same rows.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(df)
+    if n == 0:
+        return 0
+    cells = []
+    for col in columns:
+        cell = _copy_text_column(df[col] if col in df.columns else None, n)
+        if cell is None:
+            return copy_rows(cur, table, columns, frame_rows(df, columns))
+        cells.append(cell)
+    lines = pc.binary_join_element_wise(*cells, pa.scalar("\t", pa.large_string()))
+    cols = ", ".join(columns)
+    with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:  # noqa: S608 - constant identifiers
+        step = 20_000
+        for start in range(0, n, step):
+            chunk = lines.slice(start, step).to_pylist()
+            copy.write("\n".join(chunk) + "\n")
+    return n
+
+
 def promote(
     conn: psycopg.Connection,
     batch_key: str,
@@ -119,7 +177,7 @@ def promote(
         cur.execute(q["lock_batch"], params)
         cur.execute(q["create_stage"])
         for name, arg, table, columns, _ in _TABLES:
-            result.staged[name] = copy_rows(cur, table, columns, frame_rows(frames[arg], columns))
+            result.staged[name] = copy_frame(cur, table, columns, frames[arg])
         for name, _, _, _, suffix in _TABLES:
             cur.execute(q[f"upsert_{suffix}"], params)
             result.written[name] = cur.rowcount
