@@ -158,11 +158,15 @@ class RayEmbedding:
         import ray.data
 
         self._connect()
+        context = ray.data.DataContext.get_current()  # the step's log gets our summary, not progress bars
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
         ds = ray.data.from_items([{"idx": i, "path": str(p)} for i, p in enumerate(paths)],
                                  override_num_blocks=max(1, min(len(paths), 4 * self.actors)))
         ds = ds.map(functools.partial(_decode, max_side=max_side), num_cpus=self.decode_cpus)
         ds = ds.map_batches(_Embed, fn_constructor_args=(make_embedder, self.batch_size),
-                            batch_size=self.batch_size, concurrency=self.actors, **self.actor_options())
+                            batch_size=self.batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=self.actors), **self.actor_options())
         rows = sorted(ds.take_all(), key=lambda r: int(r["idx"]))
         if [int(r["idx"]) for r in rows] != list(range(len(paths))):
             raise RuntimeError(f"Ray returned {len(rows)} rows for {len(paths)} images")
