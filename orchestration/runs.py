@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from assets.common.keys import PROMOTED_BATCH
 from assets.common.partitions import register_batches
 from assets.sources.assets import load_snapshot
-from assets.sources.batching import BatchAssignment, assign_batches, record_rejects
+from assets.sources.batching import BatchAssignment, assign_batches, record_rejects, record_warnings
 from assets.sources.parsing import SourceSnapshot
 from creatorlens.settings import REPO_ROOT, Settings
 from orchestration.observability import run_logger_config
@@ -58,13 +58,14 @@ def local_instance(settings: Settings) -> dg.DagsterInstance:
 
 
 def batch_new_creators(engine: Engine, sources: SourceFiles, batch_size: int) -> tuple[SourceSnapshot, BatchAssignment]:
-    """Read every source, record its rejects, and put creators no batch holds into new batches.
+    """Read every source, record its rejects and warnings, and put creators no batch holds into new batches.
 
     Creators come from the source folders (and whatever else ``assets.sources.assets.load_snapshot`` reads) and from
     the warehouse itself: rows inserted into ``creators`` directly, without a batch. Idempotent.
     """
     snapshot = load_snapshot(sources)
     record_rejects(engine, snapshot.rejects)
+    record_warnings(engine, snapshot.warnings)
     usernames = [*snapshot.creators, *unbatched_creators(engine)]
     assignment = assign_batches(engine, usernames, batch_size=batch_size)
     stamp_batches(engine)
@@ -102,6 +103,34 @@ def materialize_batch(
     if assets is not None and PROMOTED_BATCH not in assets:  # a partial re-run of a promoted batch
         promoted = result.success and not failed_checks
     return BatchRun(partition, result.run_id, result.success, promoted, failed_checks, warnings)
+
+
+# ---- pools -------------------------------------------------------------------------------
+
+def job_pools(job: dg.JobDefinition) -> set[str]:
+    """The concurrency pools the steps of ``job`` claim (``gpu``)."""
+    return {op.pool for op in job.graph.iterate_op_defs() if op.pool}
+
+
+def ensure_pool_limits(instance: dg.DagsterInstance, pools: set[str]) -> list[str]:
+    """Create the limit row of every pool the instance has no row for yet, at its default limit;
+    return the pools created. Idempotent, and never touches a limit an operator set.
+
+    Run workers create a pool's row lazily, on the first slot claim. On PostgreSQL storage two runs
+    claiming a new pool at once race in Dagster's ``initialize_concurrency_limit_to_default``: the
+    loser's INSERT hits the unique key, which aborts its transaction, so its follow-up UPDATE fails
+    and the step — a good batch — fails (dagster-io/dagster#33552, open for 1.13). The sensors call
+    this once per tick, one at a time, so the row exists before any two runs can claim it.
+    """
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits or instance.global_op_concurrency_default_limit is None:
+        return []
+    known = {limit.name for limit in storage.get_pool_limits()}
+    created = []
+    for pool in sorted(pools - known):
+        if storage.initialize_concurrency_limit_to_default(pool):
+            created.append(pool)
+    return created
 
 
 # ---- runs whose process died ---------------------------------------------------------------

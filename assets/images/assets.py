@@ -1,6 +1,8 @@
-"""``images/creator_images``: top-N posts per creator → fetched, decoded, hashed, stored.
+"""``images/creator_images``: top-N images per creator → fetched, decoded, hashed, stored.
 
-Each selected post ends as one row with ``status`` ``ok`` (sha256, PDQ hash, size, blob keys)
+The top posts by likes + comments give their images: every child of a carousel (keys
+``<platform>:<post_id>`` for the first, ``…:<position>`` for the rest), a video's cover image.
+Each selected image ends as one row with ``status`` ``ok`` (sha256, PDQ hash, size, blob keys)
 or ``failed`` (a stable ``error_reason`` code and a human-readable ``error``). Originals are
 stored content-addressed, with a 400 px JPEG thumbnail. A re-run re-uses blobs already stored.
 
@@ -12,6 +14,7 @@ of our own processing, so such a batch still promotes its creators and posts.
 
 
 import base64
+import dataclasses
 import os
 import time
 from datetime import UTC, datetime
@@ -19,6 +22,7 @@ from typing import Any
 
 import dagster as dg
 import httpx
+import numpy as np
 import pandas as pd
 
 from assets.common.keys import CREATOR_IMAGES, RAW_POSTS
@@ -44,6 +48,7 @@ from assets.images.imaging import (
     fetch_bytes_retrying,
     process_image_bytes,
 )
+from assets.images.keyframes import extract_keyframes, keyframe_key, keyframe_uri
 from assets.images.local_copies import local_copy_for
 from gpu_ops.prefetch import prefetch_map
 from resources.blobstore import BlobStore
@@ -64,9 +69,37 @@ def select_top_posts(posts: pd.DataFrame, top_n: int) -> pd.DataFrame:
     return ranked[ranked["rank"] <= top_n].reset_index(drop=True)
 
 
+def image_key(platform: str, post_id: str, position: int = 1) -> str:
+    """``<platform>:<post_id>`` for a post's first (or only) image, ``…:<position>`` for the next
+    children of a carousel: a single-image post keeps the key it always had."""
+    return f"{platform}:{post_id}" if position <= 1 else f"{platform}:{post_id}:{position}"
+
+
+def select_top_images(posts: pd.DataFrame, top_n: int) -> pd.DataFrame:
+    """The images of the top posts, ``top_n`` per creator: posts ranked by likes + comments
+    (:func:`select_top_posts`), each expanded into every child of its carousel in order (a single
+    image or video: its one image), then cut at ``top_n`` images per creator. One row per image,
+    with the post's fields, the child's ``media_url`` and its 1-based ``position``."""
+    ranked = select_top_posts(posts, top_n)
+    rows = []
+    for post in ranked.to_dict("records"):
+        children = post.pop("carousel", None)  # a list, or a numpy array once read back from Parquet
+        urls = list(children) if isinstance(children, list | tuple | np.ndarray) and len(children) else [
+            post.get("media_url")]
+        for position, url in enumerate(urls, start=1):
+            rows.append({**post, "media_url": url, "position": position})
+    images = pd.DataFrame(rows, columns=[*(c for c in ranked.columns if c != "carousel"), "position"])
+    if images.empty:
+        return images
+    images = images.sort_values(["username", "rank", "position"], kind="stable")
+    images = images[images.groupby("username").cumcount() < top_n].reset_index(drop=True)
+    images["media_url"] = images["media_url"].astype(object).where(images["media_url"].notna(), None)
+    return images
+
+
 def _base_row(post: dict[str, Any]) -> dict[str, Any]:
     return {
-        "image_key": f"{post['platform']}:{post['post_id']}",
+        "image_key": image_key(post["platform"], post["post_id"], int(post.get("position") or 1)),
         "platform": post["platform"],
         "post_id": post["post_id"],
         "username": post["username"],
@@ -106,10 +139,33 @@ def _decode(item: tuple[bytes | BaseException, ImageLimits]) -> ProcessedImage:
     return process_image_bytes(data, limits=limits)
 
 
+def _keyframe_rows(post: dict[str, Any], n: int, video_limits: ImageLimits, limits: ImageLimits,
+                   client: httpx.Client, blobs: BlobStore) -> list[dict[str, Any]]:
+    """The keyframes of a video post (``assets/images/keyframes.py``), each a row keyed
+    ``<platform>:<post_id>:t<ms>`` with source ``<video_url>#t=<s>``; a video that cannot be had or
+    read is one failed row keyed ``…:video`` with its reason."""
+    video_url = post["video_url"]
+    try:
+        frames = extract_keyframes(fetch_bytes_retrying(video_url, limits=video_limits, client=client), n)
+    except Exception as exc:  # noqa: BLE001 - every failure is a recorded row
+        row = {**_base_row({**post, "media_url": video_url}), "image_key": f"{post['platform']}:{post['post_id']}:video"}
+        return [_row(row, exc, exc, blobs, base=row)]
+    rows = []
+    for frame in frames:
+        base = {**_base_row({**post, "media_url": keyframe_uri(video_url, frame.seconds)}),
+                "image_key": keyframe_key(post["platform"], post["post_id"], frame.seconds)}
+        try:
+            result: ProcessedImage | BaseException = process_image_bytes(frame.jpeg, limits=limits)
+        except Exception as exc:  # noqa: BLE001
+            result = exc
+        rows.append(_row(base, frame.jpeg, result, blobs, base=base))
+    return rows
+
+
 def _row(post: dict[str, Any], original: bytes | BaseException, result: ProcessedImage | BaseException,
-         blobs: BlobStore) -> dict[str, Any]:
+         blobs: BlobStore, *, base: dict[str, Any] | None = None) -> dict[str, Any]:
     """One warehouse row: ``ok`` with hashes and blob keys, or ``failed`` with a reason."""
-    row = _base_row(post)
+    row = base if base is not None else _base_row(post)
     if isinstance(result, ImageError):
         return {**row, "status": "failed", "error_reason": result.reason, "error": result.detail[:1000]}
     if isinstance(result, BaseException):
@@ -135,6 +191,7 @@ def _row(post: dict[str, Any], original: bytes | BaseException, result: Processe
         "exif_rotated": result.exif_rotated,
         "pdq_hash": result.pdq_hash,
         "pdq_quality": result.pdq_quality,
+        "pdq_dihedral": list(result.pdq_dihedral),
     }
 
 
@@ -163,7 +220,7 @@ def _preview(df: pd.DataFrame, blobs: BlobStore, limit: int = 6) -> str:
 def creator_images(
     context: dg.AssetExecutionContext, raw_posts: pd.DataFrame, blobs: BlobStore, ingest: IngestConfig
 ) -> dg.Output[pd.DataFrame]:
-    selected = select_top_posts(raw_posts, ingest.top_n_images)
+    selected = select_top_images(raw_posts, ingest.top_n_images)
     limits = ImageLimits(
         max_bytes=ingest.max_image_bytes,
         max_pixels=ingest.max_image_pixels,
@@ -188,7 +245,20 @@ def creator_images(
             if done % PROGRESS_EVERY == 0 or time.perf_counter() - last_log > 30:
                 last_log = time.perf_counter()
                 context.log.info(f"{done}/{total} images ({done / max(elapsed(), 1e-9):.1f}/s)")
-    df = pd.DataFrame(rows, columns=list(IMAGE_COLUMNS))
+        videos = [p for p in posts if int(p.get("position") or 1) == 1 and p.get("is_video")
+                  and isinstance(p.get("video_url"), str) and p["video_url"]] if ingest.reel_keyframes else []
+        video_limits = dataclasses.replace(limits, max_bytes=ingest.max_video_bytes,
+                                           allowed_content_types=("video/", "application/mp4"))
+        for post, result in prefetch_map(
+                lambda p: _keyframe_rows(p, ingest.reel_keyframes, video_limits, limits, client, blobs), videos,
+                workers=min(io_workers, 4)):
+            if isinstance(result, BaseException):  # _keyframe_rows records its own failures; a bug still gets a row
+                row = {**_base_row({**post, "media_url": post["video_url"]}),
+                       "image_key": f"{post['platform']}:{post['post_id']}:video"}
+                result = [_row(row, result, result, blobs, base=row)]
+            rows.extend(result)
+    # pdq_dihedral (the rotated/flipped hashes) feeds the duplicates stage; it is not promoted.
+    df = pd.DataFrame(rows, columns=[*IMAGE_COLUMNS, "pdq_dihedral"])
     for col in ("byte_size", "width", "height", "frames", "pdq_quality"):
         df[col] = df[col].astype("Int64")
     df["exif_rotated"] = df["exif_rotated"].astype("boolean")
@@ -212,6 +282,8 @@ def creator_images(
                 failed[["username", "post_id", "error_reason", "error"]].head(20).to_markdown(index=False)
                 if len(failed) else "_none_"
             ),
+            "carousel_children": int(df["image_key"].str.fullmatch(r"[^:]+:[^:]+:\d+").sum()),
+            "video_keyframes": int(df["image_key"].str.fullmatch(r"[^:]+:[^:]+:t\d+").sum()),
             "fetch_threads": io_workers,
             "from_local_copies": sum(p.get("image_origin") == "local_copy" for p in posts),
             "decode_processes": cpu_workers,

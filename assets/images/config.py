@@ -21,4 +21,7 @@ class IngestConfig(FromSettings, dg.ConfigurableResource):
     thumbnail_px: int = knob("thumbnail_px")
     pdq_max_distance: int = knob("pdq_max_distance")
     pdq_min_quality: int = knob("pdq_min_quality")
+    pdq_match_transforms: bool = knob("pdq_match_transforms")
+    reel_keyframes: int = knob("reel_keyframes")
+    max_video_bytes: int = knob("max_video_bytes")
     max_failure_rate: float = knob("max_failure_rate")

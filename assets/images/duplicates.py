@@ -1,4 +1,5 @@
-"""``images/duplicates``: exact (sha256) and near (PDQ Hamming ≤ threshold) duplicate pairs.
+"""``images/duplicates``: exact (sha256) and near (PDQ Hamming ≤ threshold) duplicate pairs,
+including mirrored and rotated reposts (a new image's dihedral hashes), with the transform.
 
 Compared within the batch and against every ok image of other batches already promoted.
 """
@@ -19,7 +20,7 @@ from assets.common.metadata import (
 )
 from assets.common.quality import gxe, validate_frame
 from assets.images.config import IngestConfig
-from assets.images.pdq import near_duplicate_pairs
+from assets.images.pdq import TRANSFORMS, near_duplicate_pairs
 from creatorlens.queries import load_queries
 from resources.warehouse import Warehouse
 
@@ -36,7 +37,9 @@ HASH_COLUMNS = ["image_key", "sha256", "pdq_hash", "pdq_quality"]
 def image_duplicates(
     context: dg.AssetExecutionContext, creator_images: pd.DataFrame, warehouse: Warehouse, ingest: IngestConfig
 ) -> dg.Output[pd.DataFrame]:
-    new = creator_images.loc[creator_images["status"] == "ok", HASH_COLUMNS].reset_index(drop=True)
+    transforms = ingest.pdq_match_transforms and "pdq_dihedral" in creator_images.columns
+    columns = [*HASH_COLUMNS, *(["pdq_dihedral"] if transforms else [])]
+    new = creator_images.loc[creator_images["status"] == "ok", columns].reset_index(drop=True)
     with stopwatch() as elapsed:
         with warehouse.get_engine().connect() as conn:
             rows = conn.exec_driver_sql(
@@ -59,6 +62,8 @@ def image_duplicates(
             "exact_pairs": n_exact,
             "near_pairs": len(pairs) - n_exact,
             "cross_batch_pairs": n_cross,
+            "transformed_pairs": dg.MetadataValue.json(
+                pairs.loc[pairs["transform"] != "none", "transform"].value_counts().to_dict()),
             "compared_new": len(new),
             "compared_existing": len(existing),
             # Images of the batch left out of the near-duplicate comparison, and why.
@@ -69,6 +74,7 @@ def image_duplicates(
                 ) if n
             }),
             "max_distance": ingest.pdq_max_distance,
+            "matched_transforms": transforms,
             "min_quality": ingest.pdq_min_quality,
             **throughput_metadata(len(new), elapsed(), "images"),
             "preview": preview_table(pairs, ["image_key_a", "image_key_b", "distance", "kind"]),
@@ -86,6 +92,7 @@ def image_duplicates_valid(image_duplicates: pd.DataFrame, ingest: IngestConfig)
                 gxe.ExpectCompoundColumnsToBeUnique(column_list=["image_key_a", "image_key_b"]),
                 gxe.ExpectColumnValuesToBeBetween(column="distance", min_value=0, max_value=ingest.pdq_max_distance),
                 gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["exact", "near"]),
+                gxe.ExpectColumnValuesToBeInSet(column="transform", value_set=list(TRANSFORMS)),
                 gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="image_key_b", column_B="image_key_a"),
             ],
             name="image_duplicates",

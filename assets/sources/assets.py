@@ -63,13 +63,19 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources
         wanted = set(members)
         creators = [dataclasses.asdict(snapshot.creators[u]) for u in members if u in snapshot.creators]
         missing = [u for u in members if u not in snapshot.creators]
-        posts = [dataclasses.asdict(p) for p in snapshot.posts if p.username in wanted]
+        posts = [{**dataclasses.asdict(p), "carousel": [img.url for img in p.images]}
+                 for p in snapshot.posts if p.username in wanted]
     profiles_df = pd.DataFrame(creators, columns=list(CREATOR_COLUMNS))
     profiles_df["sources"] = profiles_df["sources"].map(lambda s: list(s) if s is not None else [])
-    profiles_df["followers"] = profiles_df["followers"].astype("Int64")
-    for col in ("is_business", "is_verified"):
+    for col in ("followers", "following", "post_count"):
+        profiles_df[col] = profiles_df[col].astype("Int64")
+    for col in ("is_business", "is_verified", "is_private"):
         profiles_df[col] = profiles_df[col].astype("boolean")
-    posts_df = pd.DataFrame(posts, columns=[*POST_COLUMNS, "source"])
+    # ``carousel``: every child's image URL in order (``None`` for a child without one), empty for a
+    # single image or video; the images stage makes one image of each. Not promoted (posts rows are
+    # one per post); the children become ``images`` rows.
+    posts_df = pd.DataFrame(posts, columns=[*POST_COLUMNS, "source", "carousel"])
+    posts_df["carousel"] = posts_df["carousel"].map(lambda c: list(c) if isinstance(c, list | tuple) else [])
     # A collab post can sit in two creators' dumps; the warehouse keys posts on (platform, post_id),
     # so the first creator (batch order) keeps it and the repeat is counted, not silently merged.
     shared = posts_df.duplicated(["platform", "post_id"], keep="first")
@@ -79,6 +85,9 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources
     posts_df["taken_at"] = pd.to_datetime(posts_df["taken_at"], utc=True)
     posts_df[["likes", "comments"]] = posts_df[["likes", "comments"]].fillna(0).astype("int64")
     posts_df["is_video"] = posts_df["is_video"].fillna(False).astype(bool)
+    for col in ("view_count", "play_count"):
+        posts_df[col] = posts_df[col].astype("Int64")
+    posts_df["video_duration"] = posts_df["video_duration"].astype("Float64")
     if missing:
         context.log.warning(f"{len(missing)} batch members not found in any source: {missing[:20]}")
     context.log.info(f"batch {batch}: {len(profiles_df)} creators, {len(posts_df)} posts in {elapsed():.2f}s")
@@ -92,6 +101,8 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources
             "batch_members": len(members),
             "missing_from_sources": dg.MetadataValue.json(missing),
             "source_rejects": len(snapshot.rejects),
+            # Kept with a caveat (table source_warnings); these are this batch's members' files'.
+            "source_warnings": len(snapshot.warnings),
             "source_rejects_by_reason": dg.MetadataValue.json(
                 reason_counts(r.reason.split(":")[0].split(" '")[0] for r in snapshot.rejects)
             ),
@@ -105,6 +116,8 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources
             **throughput_metadata(len(posts_df), seconds, "posts"),
             "posts": len(posts_df),
             "creators_with_posts": int(posts_df["username"].nunique()),
+            "carousel_posts": int((posts_df["carousel"].map(len) > 1).sum()),
+            "carousel_children": int(posts_df["carousel"].map(len).where(lambda n: n > 1, 0).sum()),
             "posts_shared_with_another_creator": int(shared.sum()),
             "preview": preview_table(posts_df, ["username", "post_id", "likes", "comments", "taken_at"]),
         },

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
-from assets.sources.parsing import Reject
+from assets.sources.parsing import Reject, SourceWarning
 from creatorlens.fields import PLATFORM
 from creatorlens.queries import load_queries
 from resources.erasure import tombstoned
@@ -101,6 +101,17 @@ def record_rejects(engine: Engine, rejects: Iterable[Reject]) -> int:
                   "reasons": [r["reason"] for r in rows]}
         with engine.begin() as conn:
             conn.exec_driver_sql(q["record_reject"], params)
+    return len(rows)
+
+
+def record_warnings(engine: Engine, warnings: Iterable[SourceWarning]) -> int:
+    """Upsert source warnings (file + record + message); returns how many were recorded."""
+    rows = sorted({(w.source, w.record, w.message) for w in warnings})
+    if rows:
+        sources, records, messages = (list(c) for c in zip(*rows, strict=True))
+        with engine.begin() as conn:
+            conn.exec_driver_sql(load_queries("batching.sql")["record_warning"],
+                                 {"sources": sources, "records": records, "messages": messages})
     return len(rows)
 
 

@@ -49,6 +49,7 @@ def warehouse_summary(engine: Engine, *, limit: int = 20, skips: dict[str, tuple
         dups = conn.exec_driver_sql(q["duplicate_kinds"]).all()
         failed = conn.exec_driver_sql(q["failed_images"], {"limit": limit}).all()
         rejects = conn.exec_driver_sql(q["source_rejects"], {"limit": limit}).all()
+        warnings = conn.exec_driver_sql(q["source_warnings"], {"limit": limit}).all()
         batches = conn.exec_driver_sql(q["batches"]).all()
     parts = [
         "== stages ==",
@@ -67,5 +68,8 @@ def warehouse_summary(engine: Engine, *, limit: int = 20, skips: dict[str, tuple
         "\n== rejected source records ==",
         tabulate([(_short(s), rec, reason[:70]) for s, rec, reason in rejects], headers=["source", "record", "reason"])
         if rejects else "(none)",
+        "\n== source warnings (records kept) ==",
+        tabulate([(_short(s), rec, msg[:70]) for s, rec, msg in warnings], headers=["source", "record", "warning"])
+        if warnings else "(none)",
     ]
     return "\n".join(parts)

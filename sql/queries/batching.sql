@@ -34,3 +34,9 @@ SELECT username FROM creator_batches WHERE batch_key = %(batch_key)s AND platfor
 INSERT INTO source_rejects (source, record, reason)
 SELECT * FROM unnest(%(sources)s::text[], %(records)s::text[], %(reasons)s::text[])
 ON CONFLICT (source, record) DO UPDATE SET reason = EXCLUDED.reason, last_seen_at = now();
+
+-- name: record_warning
+-- One statement for all warnings of a read (parallel arrays, (source, record, message) unique among them).
+INSERT INTO source_warnings (source, record, message)
+SELECT * FROM unnest(%(sources)s::text[], %(records)s::text[], %(messages)s::text[])
+ON CONFLICT (source, record, message) DO UPDATE SET last_seen_at = now();

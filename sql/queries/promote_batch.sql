@@ -9,11 +9,13 @@ SELECT pg_advisory_xact_lock(hashtextextended(%(batch_key)s, 0));
 -- name: create_stage
 CREATE TEMP TABLE stage_creators (
     platform text, username text, full_name text, bio text, category text, country text,
-    followers bigint, is_business boolean, is_verified boolean, sources text[]
+    followers bigint, is_business boolean, is_verified boolean, sources text[],
+    following bigint, post_count bigint, external_url text, is_private boolean
 ) ON COMMIT DROP;
 CREATE TEMP TABLE stage_posts (
     platform text, post_id text, username text, shortcode text, taken_at timestamptz, caption text,
-    likes bigint, comments bigint, media_url text, is_video boolean
+    likes bigint, comments bigint, media_url text, is_video boolean,
+    video_url text, video_duration double precision, view_count bigint, play_count bigint
 ) ON COMMIT DROP;
 CREATE TEMP TABLE stage_images (
     image_key text, platform text, post_id text, username text, rank smallint, engagement bigint,
@@ -22,14 +24,15 @@ CREATE TEMP TABLE stage_images (
     exif_rotated boolean, pdq_hash text, pdq_quality smallint, processed_at timestamptz
 ) ON COMMIT DROP;
 CREATE TEMP TABLE stage_duplicates (
-    image_key_a text, image_key_b text, distance smallint, kind text
+    image_key_a text, image_key_b text, distance smallint, kind text, transform text
 ) ON COMMIT DROP;
 
 -- name: upsert_creators
 INSERT INTO creators AS c (platform, username, full_name, bio, category, country, followers,
-                           is_business, is_verified, sources, batch_key)
+                           is_business, is_verified, sources, following, post_count, external_url, is_private,
+                           batch_key)
 SELECT platform, username, full_name, bio, category, country, followers, is_business, is_verified,
-       coalesce(sources, '{}'), %(batch_key)s
+       coalesce(sources, '{}'), following, post_count, external_url, is_private, %(batch_key)s
 FROM stage_creators
 ON CONFLICT (platform, username) DO UPDATE SET
     full_name   = coalesce(EXCLUDED.full_name, c.full_name),
@@ -40,30 +43,40 @@ ON CONFLICT (platform, username) DO UPDATE SET
     is_business = coalesce(EXCLUDED.is_business, c.is_business),
     is_verified = coalesce(EXCLUDED.is_verified, c.is_verified),
     sources     = EXCLUDED.sources,
+    following   = coalesce(EXCLUDED.following, c.following),
+    post_count  = coalesce(EXCLUDED.post_count, c.post_count),
+    external_url = coalesce(EXCLUDED.external_url, c.external_url),
+    is_private  = coalesce(EXCLUDED.is_private, c.is_private),
     batch_key   = EXCLUDED.batch_key,
     updated_at  = now()
-WHERE (c.full_name, c.bio, c.category, c.country, c.followers, c.is_business, c.is_verified, c.sources, c.batch_key)
+WHERE (c.full_name, c.bio, c.category, c.country, c.followers, c.is_business, c.is_verified, c.sources, c.batch_key,
+       c.following, c.post_count, c.external_url, c.is_private)
       IS DISTINCT FROM
       (coalesce(EXCLUDED.full_name, c.full_name), coalesce(EXCLUDED.bio, c.bio),
        coalesce(EXCLUDED.category, c.category), coalesce(EXCLUDED.country, c.country),
        coalesce(EXCLUDED.followers, c.followers), coalesce(EXCLUDED.is_business, c.is_business),
-       coalesce(EXCLUDED.is_verified, c.is_verified), EXCLUDED.sources, EXCLUDED.batch_key);
+       coalesce(EXCLUDED.is_verified, c.is_verified), EXCLUDED.sources, EXCLUDED.batch_key,
+       coalesce(EXCLUDED.following, c.following), coalesce(EXCLUDED.post_count, c.post_count),
+       coalesce(EXCLUDED.external_url, c.external_url), coalesce(EXCLUDED.is_private, c.is_private));
 
 -- name: upsert_posts
 INSERT INTO posts AS p (platform, post_id, username, shortcode, taken_at, caption, likes, comments,
-                        media_url, is_video, batch_key)
+                        media_url, is_video, video_url, video_duration, view_count, play_count, batch_key)
 SELECT platform, post_id, username, shortcode, taken_at, caption, coalesce(likes, 0), coalesce(comments, 0),
-       media_url, coalesce(is_video, false), %(batch_key)s
+       media_url, coalesce(is_video, false), video_url, video_duration, view_count, play_count, %(batch_key)s
 FROM stage_posts
 ON CONFLICT (platform, post_id) DO UPDATE SET
     username = EXCLUDED.username, shortcode = EXCLUDED.shortcode, taken_at = EXCLUDED.taken_at,
     caption = EXCLUDED.caption, likes = EXCLUDED.likes, comments = EXCLUDED.comments,
-    media_url = EXCLUDED.media_url, is_video = EXCLUDED.is_video, batch_key = EXCLUDED.batch_key,
-    updated_at = now()
-WHERE (p.username, p.shortcode, p.taken_at, p.caption, p.likes, p.comments, p.media_url, p.is_video, p.batch_key)
+    media_url = EXCLUDED.media_url, is_video = EXCLUDED.is_video, video_url = EXCLUDED.video_url,
+    video_duration = EXCLUDED.video_duration, view_count = EXCLUDED.view_count, play_count = EXCLUDED.play_count,
+    batch_key = EXCLUDED.batch_key, updated_at = now()
+WHERE (p.username, p.shortcode, p.taken_at, p.caption, p.likes, p.comments, p.media_url, p.is_video, p.batch_key,
+       p.video_url, p.video_duration, p.view_count, p.play_count)
       IS DISTINCT FROM
       (EXCLUDED.username, EXCLUDED.shortcode, EXCLUDED.taken_at, EXCLUDED.caption, EXCLUDED.likes,
-       EXCLUDED.comments, EXCLUDED.media_url, EXCLUDED.is_video, EXCLUDED.batch_key);
+       EXCLUDED.comments, EXCLUDED.media_url, EXCLUDED.is_video, EXCLUDED.batch_key,
+       EXCLUDED.video_url, EXCLUDED.video_duration, EXCLUDED.view_count, EXCLUDED.play_count);
 
 -- name: delete_stale_posts
 DELETE FROM posts p
@@ -102,15 +115,17 @@ WHERE i.batch_key = %(batch_key)s
 -- name: upsert_duplicates
 -- A pair belongs to the later batch of its two images, whichever batch finds it, so re-running an
 -- older batch that sees the pair again rewrites nothing (its batch_key used to flip back and forth).
-INSERT INTO image_duplicates AS d (image_key_a, image_key_b, distance, kind, batch_key)
-SELECT s.image_key_a, s.image_key_b, s.distance, s.kind,
+INSERT INTO image_duplicates AS d (image_key_a, image_key_b, distance, kind, transform, batch_key)
+SELECT s.image_key_a, s.image_key_b, s.distance, s.kind, coalesce(s.transform, 'none'),
        GREATEST(coalesce(ia.batch_key, %(batch_key)s), coalesce(ib.batch_key, %(batch_key)s))
 FROM stage_duplicates s
 LEFT JOIN images ia ON ia.image_key = s.image_key_a
 LEFT JOIN images ib ON ib.image_key = s.image_key_b
 ON CONFLICT (image_key_a, image_key_b) DO UPDATE SET
-    distance = EXCLUDED.distance, kind = EXCLUDED.kind, batch_key = EXCLUDED.batch_key, updated_at = now()
-WHERE (d.distance, d.kind, d.batch_key) IS DISTINCT FROM (EXCLUDED.distance, EXCLUDED.kind, EXCLUDED.batch_key);
+    distance = EXCLUDED.distance, kind = EXCLUDED.kind, transform = EXCLUDED.transform,
+    batch_key = EXCLUDED.batch_key, updated_at = now()
+WHERE (d.distance, d.kind, d.transform, d.batch_key)
+      IS DISTINCT FROM (EXCLUDED.distance, EXCLUDED.kind, EXCLUDED.transform, EXCLUDED.batch_key);
 
 -- name: delete_stale_duplicates
 DELETE FROM image_duplicates d

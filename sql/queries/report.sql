@@ -7,6 +7,7 @@ UNION ALL SELECT 'posts', count(*) FROM posts
 UNION ALL SELECT 'images', count(*) FROM images
 UNION ALL SELECT 'image_duplicates', count(*) FROM image_duplicates
 UNION ALL SELECT 'source_rejects', count(*) FROM source_rejects
+UNION ALL SELECT 'source_warnings', count(*) FROM source_warnings
 UNION ALL SELECT 'promotions', count(*) FROM promotions;
 
 -- name: image_status
@@ -26,6 +27,9 @@ ORDER BY username, post_id LIMIT %(limit)s;
 
 -- name: source_rejects
 SELECT source, record, reason FROM source_rejects ORDER BY source, record LIMIT %(limit)s;
+
+-- name: source_warnings
+SELECT source, record, message FROM source_warnings ORDER BY source, record, message LIMIT %(limit)s;
 
 -- name: batches
 -- Creators per batch and the batch's last promotion: promotions are reduced to one row per batch

@@ -114,7 +114,8 @@ def test_exact_duplicates_reported_once_as_exact() -> None:
         ]
     )
     out = near_duplicate_pairs(new)
-    records = out.values.tolist()
+    records = out[["image_key_a", "image_key_b", "distance", "kind"]].values.tolist()
+    assert set(out["transform"]) == {"none"}
     assert records == [
         ["a", "b", 0, "exact"],
         ["a", "c", 0, "exact"],
@@ -203,8 +204,57 @@ def test_vectorised_equals_brute_force(
     frame = _frame(rows)
     new, existing = frame.iloc[:120], frame.iloc[120:]
     out = near_duplicate_pairs(new, existing, max_distance=31, min_quality=50)
-    got = set(out.itertuples(index=False, name=None))
+    got = set(out[["image_key_a", "image_key_b", "distance", "kind"]].itertuples(index=False, name=None))
+    assert set(out["transform"]) == {"none"}  # no dihedral hashes given: untransformed matches only
     expected = _brute_force(new, existing, 31, 50)
     assert got == expected
     assert len(expected) > 50 and any(k == "exact" for *_, k in expected)
     assert len(out) == len(got)
+
+
+# --------------------------------------------------------------------------- mirrored and rotated reposts
+
+
+def _processed(key: str, image: Image.Image) -> dict:
+    result = process_image_bytes(_jpeg(image))
+    return {"image_key": key, "sha256": result.sha256, "pdq_hash": result.pdq_hash,
+            "pdq_quality": result.pdq_quality, "pdq_dihedral": list(result.pdq_dihedral)}
+
+
+def test_dihedral_hashes_cost_nothing_extra_and_start_with_the_plain_hash() -> None:
+    photo = Image.fromarray(skdata.astronaut())
+    result = process_image_bytes(_jpeg(photo))
+    assert len(result.pdq_dihedral) == len(duplicates.DIHEDRAL_TRANSFORMS) == 7
+    assert result.pdq_hash == pdq(Image.open(io.BytesIO(_jpeg(photo))).convert("RGB"))[0]
+    assert len(set(result.pdq_dihedral) | {result.pdq_hash}) == 8
+
+
+@pytest.mark.parametrize(("transform", "make"), [
+    ("flip_horizontal", ImageOps.mirror),
+    ("flip_vertical", ImageOps.flip),
+    ("rotate_90", lambda im: im.transpose(Image.Transpose.ROTATE_90)),  # PIL: counter-clockwise, as rot90
+    ("rotate_180", lambda im: im.transpose(Image.Transpose.ROTATE_180)),
+])
+def test_a_mirrored_or_rotated_repost_is_a_near_pair_with_its_transform(transform, make) -> None:
+    photo = Image.fromarray(skdata.astronaut())
+    old = pd.DataFrame([_processed("old:original", photo), _processed("old:other", Image.fromarray(skdata.coffee()))])
+    new = pd.DataFrame([_processed("new:repost", make(photo))])
+    # Without the dihedral hashes the repost is far from its original (the plain comparison misses it).
+    assert near_duplicate_pairs(new.drop(columns="pdq_dihedral"), old).empty
+    pairs = near_duplicate_pairs(new, old)
+    assert pairs[["image_key_a", "image_key_b", "kind"]].values.tolist() == [["new:repost", "old:original", "near"]]
+    [row] = pairs.itertuples()
+    assert row.distance <= 31
+    # The transform of the newer image that matched; flips are their own inverse, rotations pair up.
+    inverse = {"rotate_90": "rotate_270", "rotate_270": "rotate_90"}
+    assert row.transform == inverse.get(transform, transform)
+
+
+def test_an_untransformed_match_wins_and_the_repost_is_found_within_the_batch_too() -> None:
+    photo = Image.fromarray(skdata.chelsea())
+    w, h = photo.size
+    new = pd.DataFrame([_processed("a", photo), _processed("b", photo.resize((w // 2, h // 2))),
+                        _processed("c", ImageOps.mirror(photo))])
+    pairs = {(r.image_key_a, r.image_key_b): r.transform for r in near_duplicate_pairs(new).itertuples()}
+    assert pairs[("a", "b")] == "none"
+    assert pairs[("a", "c")] == pairs[("b", "c")] == "flip_horizontal"
