@@ -43,7 +43,7 @@ from assets.common.partitions import creator_batches, missing_partitions
 from assets.sources.parsing import JSON_SUFFIXES
 from orchestration.jobs import INGEST_JOB, ingest_batch_job
 from orchestration.operations import BatchFailure, change_marker, open_flags_by_batch, record_failure
-from orchestration.runs import batch_new_creators, reap_dead_runs
+from orchestration.runs import batch_new_creators, ensure_pool_limits, job_pools, reap_dead_runs
 from resources.sources import SourceFiles
 from resources.warehouse import Warehouse
 
@@ -103,6 +103,21 @@ def source_fingerprint(sources: SourceFiles, engine: Engine, now: float | None =
     return digest.hexdigest()
 
 
+def ensure_pools(context: dg.SensorEvaluationContext) -> None:
+    """Create the rows of the ingest job's pools before runs claim them (``runs.ensure_pool_limits``).
+    A storage error is logged, not raised: the next tick tries again, and runs still work on SQLite."""
+    repository = context.repository_def
+    if repository is None:
+        return
+    try:
+        created = ensure_pool_limits(context.instance, job_pools(repository.get_job(INGEST_JOB)))
+    except Exception as exc:  # noqa: BLE001 - a sensor must not fail on this
+        context.log.warning(f"could not initialise the pool limits: {type(exc).__name__}: {exc}")
+        return
+    if created:
+        context.log.info(f"initialised pool limits at the instance default: {', '.join(created)}")
+
+
 def run_key(batch_key: str) -> str:
     """One ingest run per batch, ever, for this sensor (batches never change once made)."""
     return f"{INGEST_JOB}:{batch_key}"
@@ -122,6 +137,7 @@ def build_new_creator_sensor(batch_size: int) -> dg.SensorDefinition:
     def new_creator_sensor(
         context: dg.SensorEvaluationContext, warehouse: Warehouse, sources: SourceFiles
     ) -> dg.SensorResult | dg.SkipReason:
+        ensure_pools(context)
         engine = warehouse.get_engine()
         fingerprint = source_fingerprint(sources, engine)
         if fingerprint == context.cursor:
@@ -228,6 +244,7 @@ def batch_failure_sensor(context: dg.RunFailureSensorContext, warehouse: Warehou
                 "so a held gpu slot never blocks the next run. Local run launcher only.",
 )
 def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    ensure_pools(context)  # this sensor ticks from the daemon's start, before any run is launched
     reaped = reap_dead_runs(context.instance)
     for run in reaped:
         context.log.warning(f"run {run.run_id} ({run.partition or 'no batch'}): worker pid {run.pid} is gone; "

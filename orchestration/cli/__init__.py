@@ -105,13 +105,14 @@ def run_batches(ctx: click.Context, plans: list, log_level: str = "WARNING") -> 
     """Materialise the ingest job (or the planned assets of it) per batch against the real instance."""
     from orchestration.definitions import build_definitions
     from orchestration.jobs import INGEST_JOB
-    from orchestration.runs import materialize_batch, reap_dead_runs
+    from orchestration.runs import ensure_pool_limits, job_pools, materialize_batch, reap_dead_runs
 
     use_warehouse(ctx)
     instance = get_instance(ctx)
     for dead in reap_dead_runs(instance):  # a killed earlier run must not hold a pool slot forever
         click.echo(f"run {dead.run_id[:8]} ({dead.partition}): its process (pid {dead.pid}) is gone; marked failed")
     job = build_definitions(_settings(ctx)).resolve_job_def(INGEST_JOB)
+    ensure_pool_limits(instance, job_pools(job))  # before any run claims a slot (see its docstring)
     outcome: dict[str, bool] = {}
     for i, plan in enumerate(plans, 1):
         started = time.perf_counter()
