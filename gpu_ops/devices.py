@@ -19,6 +19,7 @@ Pure logic: no torch needed to test it (give it a stand-in list), no orchestrati
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import threading
@@ -30,6 +31,7 @@ from pathlib import Path
 import fasteners
 
 LOCK_DIR_ENV = "CREATORLENS_GPU_LOCK_DIR"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class Claim:
     pid: int = field(default_factory=os.getpid)
     _lock: fasteners.InterProcessLock | None = None
     released: bool = False
+    shared: bool = False  # not claimed: every device was taken, this process shares one (no lock held)
 
     @property
     def ordinal(self) -> int:
@@ -152,7 +155,7 @@ class DevicePool:
             if claim.released:
                 return
             claim.released = True
-            if claim.pid != os.getpid():  # a forked copy: the lock was never this process's
+            if claim.shared or claim.pid != os.getpid():  # no lock of ours (shared, or a forked copy)
                 return
             self._held.discard(self._key(claim.slot))
             if claim._lock is not None:
@@ -172,12 +175,16 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def process_device(slots: Sequence[Slot], lock_dir: Path | str | None = None, timeout: float | None = None) -> Slot:
+def process_device(slots: Sequence[Slot], lock_dir: Path | str | None = None, timeout: float = 5.0) -> Slot:
     """This process's device of ``slots``: claimed on the first call, held until the process exits.
 
     One run worker (in-process executor) or one step process (multiprocess executor) is one
     claimant, so each of N concurrent GPU steps of the box gets its own device. A single slot
     is returned without a claim (nothing to share out: one GPU, or Ray already chose it).
+
+    When every device stays claimed for ``timeout`` seconds (more model-loading processes than
+    GPUs: the app, a CLI beside the runs), this process shares one, chosen by its pid, and says so
+    in the log: a shared GPU is slower, a step waiting forever for one is worse.
     """
     slots = list(slots)
     if len(slots) == 1:
@@ -186,6 +193,11 @@ def process_device(slots: Sequence[Slot], lock_dir: Path | str | None = None, ti
     with _PROCESS_LOCK:
         held = _PROCESS_CLAIMS.get(key)
         if held is None or held.pid != os.getpid() or held.released:
-            held = DevicePool(slots, key[1]).claim(timeout=timeout)
+            try:
+                held = DevicePool(slots, key[1]).claim(timeout=timeout)
+            except NoFreeDevice as exc:
+                shared = slots[os.getpid() % len(slots)]
+                log.warning("%s; sharing %s (cuda:%d)", exc, shared.physical, shared.ordinal)
+                held = Claim(shared, DevicePool(slots, key[1]), shared=True)
             _PROCESS_CLAIMS[key] = held
         return held.slot

@@ -98,6 +98,17 @@ def test_process_device_is_claimed_once_and_held_for_the_process(tmp_path):
     assert process_device([Slot(0, "only")], tmp_path) == Slot(0, "only")  # one device: nothing to share out
 
 
+def test_a_process_finding_every_device_claimed_shares_one_instead_of_waiting_forever(tmp_path, caplog):
+    two = FOUR[:2]
+    held = [DevicePool(two, tmp_path).claim(timeout=1) for _ in two]
+    started = time.monotonic()
+    shared = process_device(two, tmp_path, timeout=0.2)
+    assert shared in two and time.monotonic() - started < 5
+    assert "sharing" in caplog.text
+    for claim in held:
+        claim.release()
+
+
 @pytest.mark.skipif(cuda_device_count() > 0, reason="checks the CPU-only refusal")
 def test_a_device_list_on_a_machine_without_them_is_refused():
     with pytest.raises(DeviceUnavailable, match="cuda:\\[0, 1\\]"):
