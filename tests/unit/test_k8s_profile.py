@@ -239,3 +239,15 @@ def test_the_dockerfile_installs_every_package_the_steps_import():
             missing[module] = sorted(dists) or "not installed here either"
     assert not missing, f"imported by the steps but not installed by the Dockerfile: {missing}"
     assert "dagster_k8s" in _step_imports()
+
+
+def test_the_state_volume_claim_is_a_valid_read_write_many_claim_named_as_the_pods_mount_it(launcher):
+    import kubernetes
+    from dagster_k8s.models import k8s_model_from_dict, k8s_snake_case_dict
+
+    cls = kubernetes.client.V1PersistentVolumeClaim
+    manifest = yaml.safe_load((K8S / "state-pvc.yaml").read_text())
+    claim = k8s_model_from_dict(cls, k8s_snake_case_dict(cls, manifest))  # refuses unknown keys
+    assert claim.spec.access_modes == ["ReadWriteMany"]  # CPU and GPU nodes mount it at once
+    assert claim.metadata.namespace == launcher.job_namespace
+    assert [v["persistentVolumeClaim"]["claimName"] for v in launcher.volumes] == [claim.metadata.name]
