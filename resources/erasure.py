@@ -66,8 +66,11 @@ SKIP_TABLES = frozenset({"creator_tombstones", "schema_migrations"})
 _IMAGE_KEY_COLUMNS = frozenset({"image_key", "image_key_a", "image_key_b"})
 _NOT_BLOB_KEYS = _IMAGE_KEY_COLUMNS | {"batch_key", "image_key"}
 _TEXT_TYPES = frozenset({"text", "character varying", "character", "jsonb", "json"})
-# State-folder parts that are not rewritten (see the module docstring).
+# State-folder parts that are not rewritten (see the module docstring), and parts that hold no
+# creator data (model weights: gigabytes, not worth a scan).
 UNTOUCHED_DIRS = ("pgdata", "dagster_home")
+NO_CREATOR_DATA = ("models",)
+SCAN_MAX_BYTES = 64 * 1024 * 1024  # larger files are listed as not scanned, not read into memory
 
 
 def normalise(username: str) -> str:
@@ -355,6 +358,16 @@ def _names_user(obj: object, username: str) -> bool:
     return False
 
 
+def _file_user(name: str) -> str | None:
+    """The username a dump's file name names, as the sources read it: the first ``(...)``
+    (``web_profile_info(name)_2024-05-01.json``), or instaloader's ``<name>_<id>.json``."""
+    if found := re.search(r"\(([^()]+)\)", name):
+        return normalise_username(found.group(1))
+    if found := re.match(r"^([A-Za-z0-9._]+)_\d+\.json", name):
+        return normalise_username(found.group(1))
+    return None
+
+
 def _scrub_csv(path: Path, username: str) -> int:
     raw = path.read_bytes()
     for encoding in ("utf-8-sig", "utf-8"):
@@ -393,7 +406,7 @@ def scrub_state(state_dir: Path, blob_root: Path, parquet_root: Path, username: 
             blobs.path(key).unlink(missing_ok=True)
         except ValueError:
             report.not_scrubbed.append(f"blob key {key!r} outside the blob folder")
-    untouched = [state_dir / d for d in UNTOUCHED_DIRS]
+    untouched = [state_dir / d for d in (*UNTOUCHED_DIRS, *NO_CREATOR_DATA)]
     blob_root, parquet_root = Path(blob_root).resolve(), Path(parquet_root).resolve()
     if not state_dir.is_dir():
         return
@@ -412,8 +425,7 @@ def scrub_state(state_dir: Path, blob_root: Path, parquet_root: Path, username: 
                     doc = json.loads(path.read_text(encoding="utf-8"))
                 except (UnicodeDecodeError, json.JSONDecodeError):
                     doc = None
-                stem_user = normalise_username(re.sub(r"[_-]?\d+$", "", path.stem.split("(")[-1].rstrip(")")))
-                if stem_user == username or _names_user(doc, username):
+                if _file_user(path.name) == username or _names_user(doc, username):
                     path.unlink()
                     n = -1
                 else:
@@ -432,7 +444,10 @@ def scrub_state(state_dir: Path, blob_root: Path, parquet_root: Path, username: 
         if _is_under(path, untouched) or path.suffix.lower() == ".parquet":
             continue
         try:
-            if needle in path.read_bytes().lower():
+            if path.stat().st_size > SCAN_MAX_BYTES:
+                report.not_scrubbed.append(f"{path.relative_to(state_dir)}: larger than {SCAN_MAX_BYTES >> 20} MiB, "
+                                           "not scanned")
+            elif needle in path.read_bytes().lower():
                 report.residual_files.append(str(path.relative_to(state_dir)))
         except OSError:
             continue

@@ -161,3 +161,41 @@ def test_forget_removes_the_creator_everywhere_and_sources_do_not_bring_them_bac
     second = CliRunner().invoke(cli, ["forget", GONE, "--yes"], env=env)
     assert second.exit_code == 0 and "0 rows" in second.output, second.output
     assert len(_rows(engine, "SELECT 1 FROM creator_tombstones")) == 1
+
+
+def test_state_folder_scrub_covers_dumps_csv_caches_and_says_what_it_leaves(tmp_path: Path) -> None:
+    """The state-folder half alone, on files of each kind the state folder holds."""
+    import sqlite3
+
+    from resources.erasure import ErasureReport, scrub_state
+
+    state = tmp_path / "state"
+    (state / "parquet" / "raw" / "posts").mkdir(parents=True)
+    pd.DataFrame({"platform": ["instagram"] * 3, "username": [GONE, KEPT, GONE], "post_id": ["1", "2", "3"]}
+                 ).to_parquet(state / "parquet" / "raw" / "posts" / "batch-00001.parquet", index=False)
+    (state / "sample" / "json").mkdir(parents=True)
+    (state / "sample" / "json" / f"web_profile_info({GONE})_2024-05-01.json").write_text('{"data": {}}')
+    (state / "sample" / "json" / "feed_page1.json").write_text(json.dumps({"items": [{"user": {"username": GONE}}]}))
+    (state / "sample" / "json" / f"web_profile_info({KEPT}).json").write_text(json.dumps({"username": KEPT}))
+    (state / "sample" / "csv").mkdir(parents=True)
+    (state / "sample" / "csv" / "export.csv").write_text(f"username;followers\n@{GONE};10\n{KEPT};20\n")
+    db = sqlite3.connect(state / "llm_cache.db")
+    db.execute("CREATE TABLE answers (username TEXT, answer TEXT)")
+    db.executemany("INSERT INTO answers VALUES (?, ?)", [(GONE, "x"), (KEPT, "y")])
+    db.commit()
+    db.close()
+    (state / "notes.txt").write_text(f"call {GONE} back")  # nothing knows this format: reported, not guessed at
+    (state / "models").mkdir()
+    (state / "models" / "weights.bin").write_bytes(GONE.encode())  # no creator data there: not scanned
+    (state / "dagster_home").mkdir()
+    report = ErasureReport("instagram", username_hash(GONE))
+    scrub_state(state, state / "blobs", state / "parquet", GONE, "instagram",
+                {"image_keys": set(), "image_ids": set(), "creator_ids": set(), "post_ids": {"1", "3"}}, [], report)
+    assert report.files == {"parquet/raw/posts/batch-00001.parquet": 2, "llm_cache.db": 1, "sample/csv/export.csv": 1,
+                            f"sample/json/web_profile_info({GONE})_2024-05-01.json": -1,
+                            "sample/json/feed_page1.json": -1}
+    assert list(pd.read_parquet(state / "parquet" / "raw" / "posts" / "batch-00001.parquet")["username"]) == [KEPT]
+    assert (state / "sample" / "csv" / "export.csv").read_text().splitlines() == ["username;followers", f"{KEPT};20"]
+    assert (state / "sample" / "json" / f"web_profile_info({KEPT}).json").exists()
+    assert report.residual_files == ["notes.txt"]
+    assert any(n.startswith("dagster_home") for n in report.not_scrubbed)
