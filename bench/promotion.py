@@ -9,6 +9,7 @@ Both paths write the same synthetic image rows into a fresh embedded PostgreSQL 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -135,7 +136,8 @@ def main() -> None:
     auto_s = bench_rows_autocommit(url, synthetic_images(m, "a-", seed=99), "batch-a")
     row_rate = n / row_s
     auto_rate = m / auto_s
-    print(f"promotion benchmark: {n:,} image rows per path (one-commit-per-row: {m:,}), median of {args.repeats}")
+    print(f"promotion benchmark: {n:,} image rows per path (one-commit-per-row: {m:,}), median of {args.repeats}; "
+          f"{os.cpu_count()} CPU cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'path':<44}{'seconds':>9}{'rows/s':>11}{'vs rows, 1 txn':>16}{'vs rows, autocommit':>21}")
     for name, rows_, secs in (
         ("COPY + INSERT … ON CONFLICT (new rows)", n, copy_s),
