@@ -90,24 +90,32 @@ def user_group() -> None:
 
 @user_group.command("add")
 @click.argument("username")
-@click.option("--role", type=click.Choice(["viewer", "reviewer"]), default=None,
-              help="Role (a new user: viewer unless given; an existing one keeps its role unless given).")
+@click.option("--role", type=click.Choice(["viewer", "reviewer", "admin"]), default=None,
+              help="Role (a new user: viewer unless given; an existing one keeps its role unless given). "
+                   "admin: a reviewer who may also erase creators.")
+@click.option("--creator", default=None, metavar="CREATOR",
+              help="Make it the creator account of this creator (sees only their images and tags; can dispute).")
 @click.password_option(envvar="CREATORLENS_APP_PASSWORD", help="Password (prompted; or CREATORLENS_APP_PASSWORD).")
 @click.pass_context
-def add_user(ctx: click.Context, username: str, role: str | None, password: str) -> None:
+def add_user(ctx: click.Context, username: str, role: str | None, password: str, creator: str | None) -> None:
     """Create a user (or reset an existing one's password, and role with --role; a reset ends the
     user's sessions and API tokens)."""
     import re
 
     from sqlalchemy import exc as sa_exc
 
-    from app.auth import create_user
+    from app.auth import create_creator_user, create_user
 
     if not re.fullmatch(r"[a-z0-9_.-]{2,40}", username):
         raise click.BadParameter("2-40 lowercase letters, digits, '_', '.' or '-'", param_hint="USERNAME")
     try:
         with _engine(ctx).begin() as conn:
-            create_user(conn, username, password, role)
+            if creator is not None:
+                if role is not None:
+                    raise ValueError("--creator makes a creator account: leave --role out")
+                create_creator_user(conn, username, password, creator.lstrip("@").lower())
+            else:
+                create_user(conn, username, password, role)
             role = conn.exec_driver_sql("SELECT role FROM app_users WHERE username = %(u)s", {"u": username}).scalar_one()
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None

@@ -118,13 +118,18 @@ def test_forget_removes_the_creator_everywhere_and_sources_do_not_bring_them_bac
                              "('late.csv', 'line 9', 'duplicate row for @pixel.thief')")
 
     env = {"CREATORLENS_STATE_DIR": str(state), "DATABASE_URL": database_url}
+    # The creator's own app account (creator role), made from the command line: it goes with them.
+    account = CliRunner().invoke(cli, ["app", "user", "add", "pixel", "--creator", "@Pixel.Thief"],
+                                 env={**env, "CREATORLENS_APP_PASSWORD": "a long pass phrase"})
+    assert account.exit_code == 0 and "(creator)" in account.output, account.output
+    assert _rows(engine, "SELECT role FROM app_users WHERE username = 'pixel'") == [("creator",)]
     result = CliRunner().invoke(cli, ["forget", "@Pixel.Thief", "--yes", "--json"], env=env)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["rows"]["creators"] == 1 and report["rows"]["images"] == len(images)
     assert report["rows"]["posts"] >= len(images) and report["rows"]["creator_batches"] == 1
     assert report["rows"]["image_tags"] == refs_before["image_tags"]
-    assert report["rows"]["source_rejects"] == 1
+    assert report["rows"]["source_rejects"] == 1 and report["rows"]["app_users"] == 1
     assert report["blobs"] + report["blobs_kept"] == len(blob_keys)
     assert report["files"] == {"profile_cache.sqlite": 1, **{k: v for k, v in report["files"].items()
                                                               if k.endswith(".parquet")}}
