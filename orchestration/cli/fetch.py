@@ -151,7 +151,10 @@ class Fetch:
             data = fetch_bytes_retrying(url, limits=self.limits, client=client)
         except ImageError as exc:
             return "failed", exc.reason
-        save_local_copy(self.json_dir, platform, post_id, position, data)
+        try:
+            save_local_copy(self.json_dir, platform, post_id, position, data)
+        except OSError:  # disk full, permissions: counted; the image stage will use the URL
+            return "failed", "write_error"
         return "saved", None
 
     def _on_page(self, endpoint: str, pool: ThreadPoolExecutor, client: httpx.Client) -> Callable:
