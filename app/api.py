@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, File, HTTPException, Path, Query, Request, UploadFile
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app import queries
 from app.deps import Conn, Reviewer, Viewer, driver
@@ -33,6 +33,8 @@ ImageKey = Annotated[str, Path(max_length=200)]
 Limit = Annotated[int, Query(ge=1, le=200)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 MAX_UPLOAD = 20 * 1024 * 1024
+# Free text that must say something: a non-space character, and no NUL (app.nul_bytes).
+NOT_BLANK = r"^[^\x00]*\S[^\x00]*$"
 # The pipeline's own decode limits (pixel cap checked from the header, before any pixel is decoded),
 # with the upload's byte limit. Request bodies over MAX_BODY are refused before they are read
 # (app.main.BodyLimit).
@@ -85,6 +87,8 @@ def image_tags(conn: Conn, user: Viewer, image_key: ImageKey) -> dict:
 
 
 class TagEdit(BaseModel):
+    model_config = ConfigDict(strict=True)  # JSON types as the schema says: no "5" for 5
+
     name: TagName
     note: Annotated[str | None, Field(max_length=500)] = None
 
@@ -118,7 +122,9 @@ def remove_image_tag(conn: Conn, user: Reviewer, image_key: ImageKey,
 
 
 class Flag(BaseModel):
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    model_config = ConfigDict(strict=True)
+
+    reason: Annotated[str, Field(min_length=1, max_length=500, pattern=NOT_BLANK, description="not only spaces")]
 
 
 @router.post("/images/{image_key}/flag", tags=["review"], status_code=201)
@@ -138,9 +144,21 @@ def review_queue(conn: Conn, user: Viewer, limit: Limit = queries.PAGE_SIZE,
 
 
 class Decision(BaseModel):
+    # `correct` names the tag that applies instead: said in the schema, and checked before the handler.
+    model_config = ConfigDict(strict=True, json_schema_extra={"anyOf": [
+        {"properties": {"action": {"enum": ["accept", "reject"]}}},
+        {"properties": {"tag": {"type": "string"}}, "required": ["tag"]},
+    ]})
+
     action: Literal["accept", "reject", "correct"]
     tag: TagName | None = Field(default=None, description="for `correct`: the tag that applies instead")
     note: Annotated[str | None, Field(max_length=500)] = None
+
+    @model_validator(mode="after")
+    def _correct_names_a_tag(self):
+        if self.action == "correct" and self.tag is None:
+            raise ValueError("a correction names the tag that applies instead")
+        return self
 
 
 @router.post("/review/{review_id}", tags=["review"])
@@ -225,10 +243,22 @@ def similar_creators(request: Request, conn: Conn, user: Viewer, platform: Platf
 
 
 class Brief(BaseModel):
+    # At least one tag, required or preferred: said in the schema, and checked before the handler.
+    model_config = ConfigDict(strict=True, json_schema_extra={"anyOf": [
+        {"properties": {"required": {"minItems": 1}}, "required": ["required"]},
+        {"properties": {"preferred": {"minItems": 1}}, "required": ["preferred"]},
+    ]})
+
     required: Annotated[list[TagName], Field(max_length=20)] = []
     preferred: Annotated[list[TagName], Field(max_length=20)] = []
     min_share: Annotated[float, Field(ge=0, le=1)] = 0.1
     limit: Annotated[int, Field(ge=1, le=200)] = 20
+
+    @model_validator(mode="after")
+    def _names_a_tag(self):
+        if not self.required and not self.preferred:
+            raise ValueError("a brief names at least one required or preferred tag")
+        return self
 
 
 @router.post("/creators/match", tags=["creators"])
@@ -259,7 +289,7 @@ def _filters(category: str | None, tag: str | None, date_from: datetime | None, 
 def search(
     request: Request,
     user: Viewer,
-    q: Annotated[str, Query(min_length=1, max_length=200)],
+    q: Annotated[str, Query(min_length=1, max_length=200, pattern=NOT_BLANK, description="words (not only spaces)")],
     mode: Annotated[str, Query(pattern="^(" + "|".join(MODES) + ")$")] = "hybrid",
     category: Annotated[str | None, Query(max_length=100)] = None,
     tag: TagQuery = None,
@@ -307,7 +337,8 @@ def decode_upload(data: bytes) -> np.ndarray:
 
 @router.post("/search/image", tags=["search"])
 def search_by_upload(
-    request: Request, user: Viewer, file: Annotated[UploadFile, File(description="a photo (JPEG, PNG, WebP…)")],
+    request: Request, user: Viewer, file: Annotated[UploadFile, File(description="a photo (JPEG, PNG, WebP…)",
+                                                                  json_schema_extra={"minLength": 1})],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict:
     """Image → image: upload a photo; it is embedded locally by the image model and never leaves the server."""

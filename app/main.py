@@ -11,17 +11,20 @@ from pathlib import Path
 
 import psycopg
 from fastapi import FastAPI, HTTPException, Request
-from fastapi_offline import FastAPIOffline
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
 from app import api, creator_control, object_categories, pages, queries
 from app.api import MAX_BODY
 from app.deps import LoginRequired
+from app.http_methods import AllowedMethods
 from app.limits import LoginLimits
+from app.nul_bytes import RefuseNul
+from app.openapi_doc import describe
 from app.search import HybridSearch, SearchTuning, SearchUnavailable, UnknownTag
 from assets.tagging.review import ReviewError, UnknownItem
 from resources.pgserver import WarehouseUnavailable
@@ -142,7 +145,7 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
     # Most specific first: Starlette looks handlers up along the exception's MRO.
     app.add_exception_handler(UnknownItem, _error(404))
     app.add_exception_handler(ReviewError, _error(409))  # e.g. the item was already resolved
-    app.add_exception_handler(UnknownTag, _error(422))
+    app.add_exception_handler(UnknownTag, _error(404))  # a tag filter naming no tag
     app.add_exception_handler(LookupError, _error(404))
     app.add_exception_handler(SearchUnavailable, _error(503))
     app.add_exception_handler(ValueError, _error(422))
@@ -153,11 +156,14 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
     for outage in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, psycopg.OperationalError,
                    psycopg.InterfaceError, WarehouseUnavailable):
         app.add_exception_handler(outage, _unavailable)
+    app.add_middleware(RefuseNul)  # a NUL in the path or query: 422 before any handler
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    app.add_middleware(AllowedMethods)  # OPTIONS, and every 405, name all of a path's methods
     app.add_middleware(SecurityHeaders)
 
     app.include_router(api.router)
     app.include_router(creator_control.router)
     app.include_router(object_categories.router)
     app.include_router(pages.router)
+    describe(app)  # the OpenAPI document: every status the API answers (app.openapi_doc)
     return app

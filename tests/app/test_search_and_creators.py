@@ -103,7 +103,9 @@ def test_search_filters_apply_inside_both_halves(client, app_engine) -> None:
     late = client.get("/api/search", params={"q": "sample", "mode": "semantic", "limit": 100,
                                              "date_from": middle.isoformat()}).json()["hits"]
     assert late and all(h["taken_at"] >= middle.isoformat()[:10] for h in late)
-    assert client.get("/api/search", params={"q": "sample", "tag": "no-such-tag"}).status_code == 422
+    unknown = client.get("/api/search", params={"q": "sample", "tag": "no-such-tag"})  # a filter naming no tag
+    assert unknown.status_code == 404 and "unknown tag" in unknown.json()["detail"]
+    assert client.get("/api/search", params={"q": "sample\x00"}).status_code == 422  # no NUL in text
     assert client.get("/api/search", params={"q": "sample", "mode": "fuzzy"}).status_code == 422
     assert client.get("/api/search", params={"q": "   "}).status_code == 422
     nul = client.get("/api/search", params={"q": "bad\x00byte", "mode": "keyword"})
