@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     )
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N (forces the inference device) | "
                         "cuda:N,M,... (each process claims one of these; auto does so over every visible GPU, "
-                        "locks in CREATORLENS_GPU_LOCK_DIR, see gpu_ops/devices.py).")
+                        "locks in <TMPDIR>/creatorlens-gpu, see gpu_ops/devices.py).")
     model_backends: dict[str, str] = Field(
         default_factory=dict, description='Forced backend per family, JSON: {"person_detector": "hog"}.'
     )

@@ -11,8 +11,8 @@ it until it releases it or exits:
   inter-process lock) plus an in-process set, because a POSIX record lock does not exclude two
   threads of one process. The kernel drops the lock when the process dies, even by SIGKILL, so a
   crashed step never strands a GPU;
-* the lock directory must be shared by every process that may claim: ``CREATORLENS_GPU_LOCK_DIR``
-  (a volume every container of the box mounts), default ``<tmp>/creatorlens-gpu``.
+* the lock directory must be shared by every process that may claim: ``<tmp>/creatorlens-gpu``,
+  Python's temp folder (``TMPDIR``: a volume every container of the box mounts), or ``lock_dir``.
 
 Pure logic: no torch needed to test it (give it a stand-in list), no orchestration imports.
 """
@@ -30,7 +30,6 @@ from pathlib import Path
 
 import fasteners
 
-LOCK_DIR_ENV = "CREATORLENS_GPU_LOCK_DIR"
 log = logging.getLogger(__name__)
 
 
@@ -64,8 +63,8 @@ def visible_devices(explicit: Sequence[int] | None = None, *, count: int | None 
     ``explicit`` lists ordinals (as this process numbers them); otherwise ``CUDA_VISIBLE_DEVICES``
     decides when set, else ``count`` devices ``0..count-1``.
     """
-    env = os.environ if environ is None else environ
-    visible = parse_cuda_visible(env["CUDA_VISIBLE_DEVICES"]) if "CUDA_VISIBLE_DEVICES" in env else None
+    value = cuda_visible_devices() if environ is None else environ.get("CUDA_VISIBLE_DEVICES")
+    visible = parse_cuda_visible(value) if value is not None else None
     if explicit is not None:
         ordinals = list(dict.fromkeys(int(i) for i in explicit))
         if any(i < 0 for i in ordinals):
@@ -78,9 +77,17 @@ def visible_devices(explicit: Sequence[int] | None = None, *, count: int | None 
     return [Slot(i, str(i)) for i in range(count or 0)]
 
 
-def default_lock_dir(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    return Path(env.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / "creatorlens-gpu")
+def cuda_visible_devices() -> str | None:
+    """``CUDA_VISIBLE_DEVICES`` as the CUDA runtime (and torch) sees it: the runtime's own contract
+    with the process, not a project setting, so it is the one variable model code reads itself
+    (tests/unit/test_models.py allows exactly this function)."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def default_lock_dir() -> Path:
+    """Where the per-device lock files live: one folder per host, in its temp directory (every
+    process on the box must see the same files; a caller may pass another ``lock_dir``)."""
+    return Path(tempfile.gettempdir()) / "creatorlens-gpu"
 
 
 @dataclass

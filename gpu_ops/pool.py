@@ -27,11 +27,14 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any
 
+import threadpoolctl
+
 from gpu_ops.base import ModelBackend
 
 __all__ = ["PooledModel", "default_workers"]
 
 _WORKER_MODEL: ModelBackend | None = None
+_THREAD_LIMIT: threadpoolctl.threadpool_limits | None = None
 
 
 def default_workers(setting: int = 0) -> int:
@@ -47,7 +50,10 @@ def default_workers(setting: int = 0) -> int:
 def _init_worker(cls: type[ModelBackend], spec: Any, weights: Any, device: Any, options: Mapping[str, Any],
                  threads: int) -> None:
     global _WORKER_MODEL
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # this worker process only (spawned, own env)
+    # BLAS/OpenMP pools of this worker capped without touching its environment (threadpoolctl, a
+    # scikit-learn dependency); the limit lives as long as the worker.
+    global _THREAD_LIMIT
+    _THREAD_LIMIT = threadpoolctl.threadpool_limits(limits=threads)
     try:
         import cv2
 
