@@ -55,8 +55,6 @@ def _flat() -> np.ndarray:
 PHOTOS = {
     0: lambda: data.astronaut(),
     1: lambda: _captioned(data.astronaut(), "Launch day at KSC", 440),
-    2: lambda: data.coffee(),
-    3: lambda: np.stack([data.camera()] * 3, axis=-1),
     4: lambda: _captioned(data.chelsea(), "new drop friday", 250),
     5: _flat,
 }
