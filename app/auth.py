@@ -212,6 +212,15 @@ def authenticate(conn: Connection, token: str | None, kind: str) -> User | None:
     return User(row.user_id, row.username, row.role, kind, token) if row else None
 
 
+def authenticate_and_touch(conn: Connection, token: str | None, kind: str) -> User | None:
+    """:func:`authenticate` and :func:`touch` in one statement: what each request runs (on an
+    autocommit connection, so it costs one round trip and holds no lock past itself)."""
+    if not token:
+        return None
+    row = _execute(conn, "authenticate_and_touch", token_hash=_token_hash(token), kind=kind).first()
+    return User(row.user_id, row.username, row.role, kind, token) if row else None
+
+
 def touch(conn: Connection, token: str) -> None:
     """Record that ``token`` was used: at most once a minute, skipping a row another request holds."""
     _execute(conn, "touch_token", token_hash=_token_hash(token))

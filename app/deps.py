@@ -50,11 +50,9 @@ def optional_user(request: Request) -> auth.User | None:
     token, kind = presented_token(request)
     if not token:
         return None
-    with request.app.state.engine.begin() as conn:  # released before the handler runs
-        user = auth.authenticate(conn, token, kind)
-        if user is not None:
-            auth.touch(conn, token)
-    return user
+    # Released before the handler runs. Autocommit: one statement, no BEGIN/COMMIT round trips.
+    with request.app.state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return auth.authenticate_and_touch(conn, token, kind)
 
 
 CurrentUser = Annotated[auth.User | None, Depends(optional_user)]

@@ -62,3 +62,20 @@ DELETE FROM app_sessions s USING app_users u
 WHERE u.user_id = s.user_id AND s.kind = 'api' AND s.token_id = %(token_id)s
   AND (%(username)s::text IS NULL OR u.username = %(username)s)
 RETURNING s.token_id, u.username, s.label;
+
+-- name: authenticate_and_touch
+-- authenticate and touch_token in one statement (one round trip, run in autocommit: the touch's row
+-- lock lasts only this statement, and SKIP LOCKED means it never waits on another request's).
+WITH hit AS (
+    SELECT s.token_hash, u.user_id, u.username, u.role
+    FROM app_sessions s JOIN app_users u ON u.user_id = s.user_id
+    WHERE s.token_hash = %(token_hash)s AND s.kind = %(kind)s
+      AND (s.expires_at IS NULL OR s.expires_at > now())
+), touched AS (
+    UPDATE app_sessions SET last_used_at = now()
+    WHERE token_hash IN (
+        SELECT a.token_hash FROM app_sessions a JOIN hit ON hit.token_hash = a.token_hash
+        WHERE a.last_used_at IS NULL OR a.last_used_at < now() - interval '60 seconds'
+        FOR UPDATE OF a SKIP LOCKED)
+)
+SELECT user_id, username, role FROM hit;
