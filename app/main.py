@@ -18,7 +18,7 @@ from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
-from app import api, creator_control, object_categories, pages, queries
+from app import api, creator_control, object_categories, pages, queries, uploads
 from app.api import MAX_BODY
 from app.deps import LoginRequired
 from app.http_methods import AllowedMethods
@@ -164,6 +164,7 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
     app.include_router(api.router)
     app.include_router(creator_control.router)
     app.include_router(object_categories.router)
+    app.include_router(uploads.router)
     app.include_router(pages.router)
     describe(app)  # the OpenAPI document: every status the API answers (app.openapi_doc)
     return app

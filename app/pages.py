@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from app import auth, queries
+from app import auth, queries, uploads
 from app.api import MAX_UPLOAD, decode_upload
 from app.deps import Conn, Reviewer, Viewer, driver, short_conn
 from app.search import MODES, SearchFilters, SearchUnavailable, UnknownTag
@@ -127,13 +127,15 @@ def creators_page(request: Request, conn: Conn, user: Viewer,
 
 
 @router.get("/creators/{platform}/{username}")
-def creator_page(request: Request, conn: Conn, user: Viewer, platform: str, username: str) -> HTMLResponse:
+def creator_page(request: Request, conn: Conn, user: Viewer, platform: str, username: str,
+                 msg: str | None = None, error: str | None = None) -> HTMLResponse:
     creator = queries.get_creator(conn, platform, username)
     if creator is None:
         raise HTTPException(404, "no such creator")
     return render(request, "creator.html", user, creator=creator,
                   similar=queries.similar_by_profile(conn, platform, username, 8),
-                  history=tag_history(driver(conn), platform, username))
+                  history=tag_history(driver(conn), platform, username),
+                  uploads=uploads.creator_uploads(conn, platform, username, 20), msg=msg, error=error)
 
 
 @router.get("/images/{image_key}")

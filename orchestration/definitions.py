@@ -27,6 +27,8 @@ from orchestration.sensors import (
     build_new_creator_sensor,
     dead_run_sensor,
     flagged_images_sensor,
+    upload_sensor,
+    upload_status_sensor,
 )
 from resources.blobstore import BlobStore
 from resources.io_managers import ParquetIOManager
@@ -78,7 +80,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             jobs=JOBS,
             resources=build_resources(settings),
             sensors=[build_new_creator_sensor(settings.batch_size), flagged_images_sensor, batch_failure_sensor,
-                     dead_run_sensor],
+                     dead_run_sensor, upload_sensor, upload_status_sensor],
             schedules=[monthly_reprocess],
             loggers=LOGGERS,
             executor=executor_for(settings.run_executor, settings.run_max_concurrent_steps),

@@ -25,6 +25,17 @@ the flags raised before the run began.
 
 ``batch_failure_sensor`` writes every failed run (its batch, failed steps and error) into the
 warehouse table ``batch_failures``, which ``creatorlens status`` reads.
+
+``upload_sensor`` turns photos uploaded in the app (table ``uploads``, ``pending``) into one run per
+batch of the sources, image, vision and tagging stages and their promotions
+(:func:`upload_run_selection`; ``raw_sources`` reads each upload as a post of its creator) and marks
+them ``processing`` under that run's ``run_key`` (a hash of the upload ids: Dagster launches it once;
+a tick that died before its request was launched asks again under the same key).
+``upload_status_sensor`` follows those runs: it links each upload to its run id and, once the run
+ended, records ``completed`` (image ok and tagged), ``partial`` (image ok, no tags, and why) or
+``failed`` (the image row's reason, or the run's failure). It polls the uploads in ``processing``
+(few) rather than listening for run events: one place for success, failure and cancellation, and
+nothing is missed when the daemon was down while a run ended.
 """
 
 from __future__ import annotations
@@ -39,11 +50,14 @@ import dagster as dg
 from dagster_shared.error import SerializableErrorInfo
 from sqlalchemy.engine import Engine
 
+from assets.common.metadata import GROUP_PROFILES
 from assets.common.partitions import creator_batches, missing_partitions
 from assets.sources.parsing import JSON_SUFFIXES
+from creatorlens.queries import load_queries
 from orchestration.jobs import INGEST_JOB, ingest_batch_job
 from orchestration.operations import BatchFailure, change_marker, open_flags_by_batch, record_failure
 from orchestration.runs import batch_new_creators, ensure_pool_limits, job_pools, reap_dead_runs
+from orchestration.schedules import batch_pipeline_selection
 from resources.sources import SourceFiles
 from resources.warehouse import Warehouse
 
@@ -51,6 +65,10 @@ NEW_CREATOR_SENSOR = "new_creator_sensor"
 FLAGGED_IMAGES_SENSOR = "flagged_images_sensor"
 BATCH_FAILURE_SENSOR = "batch_failure_sensor"
 DEAD_RUN_SENSOR = "dead_run_sensor"
+UPLOAD_SENSOR = "upload_sensor"
+UPLOAD_STATUS_SENSOR = "upload_status_sensor"
+UPLOAD_RUN_TAG = "creatorlens/upload_run"  # the run_key of an upload run, on the run: how its uploads find it
+UPLOAD_INTERVAL_SECONDS = 30
 DEAD_RUN_INTERVAL_SECONDS = 30
 TRIGGER_TAG = "creatorlens/trigger"
 # Sources the fingerprint cannot see (a MongoDB collection) are re-read at least this often.
@@ -250,3 +268,142 @@ def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         context.log.warning(f"run {run.run_id} ({run.partition or 'no batch'}): worker pid {run.pid} is gone; "
                             "marked failed, pool slots freed")
     return dg.SkipReason(f"{len(reaped)} dead run(s) marked failed" if reaped else "no dead runs")
+
+
+# ---- uploads -------------------------------------------------------------------------------
+
+def upload_run_selection() -> dg.AssetSelection:
+    """What an upload runs: the batch pipeline (the schedules' :func:`batch_pipeline_selection`) less
+    the profile stage and what only it feeds (LLM profiles, their promotion): sources (which read the
+    uploads as posts), images, vision, tagging and their promotions."""
+    return batch_pipeline_selection() - dg.AssetSelection.groups(GROUP_PROFILES).downstream()
+
+
+def upload_run_key(batch: str, ids: list[int]) -> str:
+    digest = hashlib.sha256(",".join(map(str, sorted(ids))).encode()).hexdigest()[:16]
+    return f"upload:{batch}:{digest}"
+
+
+def _uploads_q(name: str) -> str:
+    return load_queries("uploads.sql")[name]
+
+
+@dg.sensor(
+    name=UPLOAD_SENSOR,
+    job=ingest_batch_job,
+    minimum_interval_seconds=UPLOAD_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Photos uploaded for a creator in the app → one run per batch of the sources, image, vision and "
+                "tagging stages and their promotions; the uploads are marked processing under its run key.",
+)
+def upload_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse) -> dg.SensorResult:
+    ensure_pools(context)
+    known = set(context.instance.get_dynamic_partitions(creator_batches.name))
+    groups: dict[tuple[str, str], list[int]] = {}
+    waiting = 0
+    with warehouse.get_engine().begin() as conn:
+        rows = conn.exec_driver_sql(_uploads_q("uploads_to_launch")).all()
+        pending: dict[str, list[int]] = {}
+        for row in rows:
+            if row.batch_key not in known:  # the new-creator sensor registers it first
+                waiting += 1
+            elif row.status == "pending":
+                pending.setdefault(row.batch_key, []).append(row.id)
+            else:  # marked by a tick whose request Dagster has not launched (or not yet): same key again
+                groups.setdefault((row.batch_key, row.run_key), []).append(row.id)
+        for batch, ids in pending.items():
+            key = upload_run_key(batch, ids)
+            conn.exec_driver_sql(_uploads_q("uploads_mark_processing"), {"run_key": key, "ids": ids})
+            groups.setdefault((batch, key), []).extend(ids)
+    if not groups:
+        why = f"{waiting} upload(s) wait for their batch to be registered" if waiting else "no new uploads"
+        return dg.SensorResult(skip_reason=why)
+    selection = sorted(upload_run_selection().resolve(context.repository_def.asset_graph),
+                       key=lambda k: k.to_user_string()) if context.repository_def else None
+    context.log.info(f"{sum(map(len, groups.values()))} upload(s) → {len(groups)} run(s)")
+    return dg.SensorResult(run_requests=[
+        dg.RunRequest(partition_key=batch, run_key=key, asset_selection=selection,
+                      tags={TRIGGER_TAG: UPLOAD_SENSOR, UPLOAD_RUN_TAG: key, "creatorlens/uploads": str(len(ids))})
+        for (batch, key), ids in sorted(groups.items())
+    ])
+
+
+def run_failure_reason(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    """A finished run's failure in one line: the first failed step's error, else the run's own."""
+    if run.status == dg.DagsterRunStatus.CANCELED:
+        return f"run {run.run_id} was canceled"
+    records = instance.get_records_for_run(
+        run.run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}).records
+    events = [r.event_log_entry.dagster_event for r in records if r.event_log_entry.dagster_event is not None]
+    for event in events:
+        if event.is_step_failure and event.step_failure_data.error is not None:
+            root = _root_cause(event.step_failure_data.error)
+            return f"run {run.run_id} failed: [{event.step_key}] {root.cls_name}: {root.message.strip()}"[:1000]
+    message = next((r.event_log_entry.message for r in records if r.event_log_entry.message), None)
+    return f"run {run.run_id} failed: {message or 'no error recorded'}"[:1000]
+
+
+def upload_outcome(conn, image_key: str, failure: str | None) -> tuple[str, str | None]:
+    """(status, reason) of an upload once its run ended (``failure``: the run's reason, None: success)."""
+    image = conn.exec_driver_sql(_uploads_q("upload_image_outcome"), {"image_key": image_key}).one_or_none()
+    if image is None:
+        return "failed", failure or f"the run made no image {image_key} (its batch's sources did not read the upload)"
+    if image.status == "failed":
+        return "failed", f"image {image.error_reason}: {image.error or ''}".strip()[:1000]
+    if image.tagged:
+        return "completed", None
+    if failure is not None:
+        return "failed", failure
+    if not image.embedded:  # the tagging stage records a skip, not an error, when it has no weights
+        return "partial", ("image stored and analysed, not tagged: no image embedding (the embedding stage has no "
+                           "model weights: `creatorlens models pull image_embedder`)")
+    return "partial", "image stored and embedded, but no tag passed its threshold"
+
+
+def _upload_run(instance: dg.DagsterInstance, run_key: str | None, run_id: str | None) -> dg.DagsterRun | None:
+    if run_id:
+        return instance.get_run_by_id(run_id)
+    if not run_key:
+        return None
+    runs = instance.get_runs(dg.RunsFilter(tags={UPLOAD_RUN_TAG: run_key}), limit=1)
+    return runs[0] if runs else None
+
+
+_ENDED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+
+@dg.sensor(
+    name=UPLOAD_STATUS_SENSOR,
+    minimum_interval_seconds=UPLOAD_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Uploads in processing: linked to their run, then completed (image ok and tagged), partial "
+                "(image ok, no tags, with why) or failed (the image's reason, or the run's failure) once it ended.",
+)
+def upload_status_sensor(context: dg.SensorEvaluationContext, warehouse: Warehouse) -> dg.SkipReason:
+    engine = warehouse.get_engine()
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(_uploads_q("uploads_processing")).all()
+    by_run: dict[tuple[str | None, str | None], list] = {}
+    for row in rows:
+        by_run.setdefault((row.run_key, row.run_id), []).append(row)
+    outcomes: dict[str, int] = {}
+    for (key, run_id), uploads in by_run.items():
+        run = _upload_run(context.instance, key, run_id)
+        if run is None:
+            continue  # not launched yet: upload_sensor asks again under the same key
+        failure = None
+        if run.status in _ENDED and run.status != dg.DagsterRunStatus.SUCCESS:
+            failure = run_failure_reason(context.instance, run)
+        with engine.begin() as conn:
+            if run_id is None:
+                conn.exec_driver_sql(_uploads_q("uploads_link_run"), {"run_key": key, "run_id": run.run_id})
+            if run.status not in _ENDED:
+                continue
+            for upload in uploads:
+                status, reason = upload_outcome(conn, upload.image_key, failure)
+                conn.exec_driver_sql(_uploads_q("upload_finish"), {"id": upload.id, "status": status,
+                                                                  "reason": reason, "run_id": run.run_id})
+                outcomes[status] = outcomes.get(status, 0) + 1
+    if outcomes:
+        context.log.info(f"uploads finished: {outcomes}")
+    return dg.SkipReason(f"uploads finished: {outcomes}" if outcomes else f"{len(rows)} upload(s) processing")

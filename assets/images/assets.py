@@ -75,11 +75,29 @@ def image_key(platform: str, post_id: str, position: int = 1) -> str:
     return f"{platform}:{post_id}" if position <= 1 else f"{platform}:{post_id}:{position}"
 
 
+# Photos a reviewer uploaded in the app become posts with this post-id prefix (raw_sources).
+UPLOADED_POST_PREFIX = "upload-"
+
+
 def select_top_images(posts: pd.DataFrame, top_n: int) -> pd.DataFrame:
     """The images of the top posts, ``top_n`` per creator: posts ranked by likes + comments
     (:func:`select_top_posts`), each expanded into every child of its carousel in order (a single
     image or video: its one image), then cut at ``top_n`` images per creator. One row per image,
-    with the post's fields, the child's ``media_url`` and its 1-based ``position``."""
+    with the post's fields, the child's ``media_url`` and its 1-based ``position``.
+
+    Uploaded photos (post ids ``upload-…``) are always kept: they are taken out before the ranking
+    and the cut, and appended after it with ``rank`` 0 (outside the engagement ranking) and
+    ``engagement`` 0, so they never displace nor are displaced by a creator's top posts."""
+    uploaded = posts["post_id"].astype(str).str.startswith(UPLOADED_POST_PREFIX) if len(posts) else None
+    if uploaded is None or not uploaded.any():
+        return _top_images(posts, top_n)
+    images = _top_images(posts[~uploaded], top_n)
+    kept = posts[uploaded].drop(columns=["carousel"], errors="ignore").assign(engagement=0, rank=0, position=1)
+    kept = kept.reindex(columns=images.columns)
+    return kept.reset_index(drop=True) if images.empty else pd.concat([images, kept], ignore_index=True)
+
+
+def _top_images(posts: pd.DataFrame, top_n: int) -> pd.DataFrame:
     ranked = select_top_posts(posts, top_n)
     rows = []
     for post in ranked.to_dict("records"):

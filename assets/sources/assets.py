@@ -29,6 +29,8 @@ from assets.common.quality import gxe, validate_frame
 from assets.sources.batching import batch_members
 from assets.sources.parsing import SourceSnapshot, load_sources, read_stored_responses
 from creatorlens.fields import USERNAME_PATTERN
+from creatorlens.queries import load_queries
+from resources.blobstore import BlobStore
 from resources.sources import SourceFiles
 from resources.warehouse import Warehouse
 
@@ -38,6 +40,21 @@ def load_snapshot(sources: SourceFiles) -> SourceSnapshot:
     mongo = sources.mongo()
     stored = [read_stored_responses(mongo.documents(), mongo.label)] if mongo.configured else []
     return load_sources(sources.csv_paths(), sources.json_dirs(), stored, header_map=sources.csv_header_map)
+
+
+UPLOAD_POST_PREFIX = "upload-"
+
+
+def upload_posts(engine, batch: str, blobs: BlobStore) -> list[dict]:
+    """Photos uploaded in the app for the batch's creators (table ``uploads``), as posts of theirs:
+    post id ``upload-<sha256[:16]>``, the blob's local path as ``media_url``, taken at upload time,
+    no likes or comments. None uploaded: an empty list, and the stage reads the sources as before."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(load_queries("uploads.sql")["uploads_of_batch"], {"batch_key": batch}).all()
+    return [{**dict.fromkeys(POST_COLUMNS), "platform": r.platform, "post_id": f"{UPLOAD_POST_PREFIX}{r.sha256[:16]}",
+             "username": r.username, "taken_at": r.created_at, "likes": 0, "comments": 0,
+             "media_url": str(blobs.path(r.blob_key)), "is_video": False, "source": "upload", "carousel": []}
+            for r in rows]
 
 
 @dg.multi_asset(
@@ -54,7 +71,7 @@ def load_snapshot(sources: SourceFiles) -> SourceSnapshot:
     can_subset=False,
     backfill_policy=BATCH_BACKFILL_POLICY,
 )
-def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceFiles):
+def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources: SourceFiles, blobs: BlobStore):
     batch = context.partition_key
     with stopwatch() as elapsed:
         engine = warehouse.get_engine()
@@ -65,6 +82,7 @@ def raw_sources(context: dg.AssetExecutionContext, warehouse: Warehouse, sources
         missing = [u for u in members if u not in snapshot.creators]
         posts = [{**dataclasses.asdict(p), "carousel": [img.url for img in p.images]}
                  for p in snapshot.posts if p.username in wanted]
+        posts += upload_posts(engine, batch, blobs)  # the app's uploads for these creators (issue 16)
     profiles_df = pd.DataFrame(creators, columns=list(CREATOR_COLUMNS))
     profiles_df["sources"] = profiles_df["sources"].map(lambda s: list(s) if s is not None else [])
     for col in ("followers", "following", "post_count"):
