@@ -161,6 +161,7 @@ class _ImageSet:
     broken: dict[str, str]
     near_groups: list[list[str]]
     exact_groups: list[list[str]]
+    mirrored: list[tuple[str, str]]
     not_near: list[tuple[str, str]]
 
 
@@ -234,8 +235,9 @@ def _build_images(rng: np.random.Generator) -> _ImageSet:
         broken={name: reason for name, (reason, _) in broken.items()},
         near_groups=near_groups,
         exact_groups=[["astronaut.jpg", "astronaut_repost.jpg"]],
+        # A mirrored repost: far for the plain PDQ hash, near through its dihedral (flipped) hash.
+        mirrored=[("astronaut.jpg", "astronaut_flip.jpg")],
         not_near=[
-            ("astronaut.jpg", "astronaut_flip.jpg"),  # PDQ is not mirror-invariant
             ("astronaut.jpg", "astronaut_crop90.jpg"),  # PDQ tolerates ~2% crops, not 10%
         ],
     )
