@@ -2,11 +2,17 @@
 -- creator's batch, upload_sensor launches their run, upload_status_sensor records how it ended.
 
 -- name: upload_upsert
--- The same bytes for the same creator again: the row already there, unchanged (created = false).
+-- The same bytes for the same creator again: the row already there (created = false), unchanged,
+-- except that a failed one is tried again (pending, its old reason and run cleared).
 INSERT INTO uploads AS u (platform, username, sha256, blob_key, uploaded_by, image_key)
 VALUES (%(platform)s::text, %(username)s, %(sha256)s::text, %(blob_key)s, %(uploaded_by)s,
         %(platform)s::text || ':upload-' || left(%(sha256)s::text, 16))
-ON CONFLICT (platform, username, sha256) DO UPDATE SET blob_key = u.blob_key
+ON CONFLICT (platform, username, sha256) DO UPDATE SET
+    status = CASE WHEN u.status = 'failed' THEN 'pending' ELSE u.status END,
+    reason = CASE WHEN u.status = 'failed' THEN NULL ELSE u.reason END,
+    run_key = CASE WHEN u.status = 'failed' THEN NULL ELSE u.run_key END,
+    run_id = CASE WHEN u.status = 'failed' THEN NULL ELSE u.run_id END,
+    updated_at = CASE WHEN u.status = 'failed' THEN now() ELSE u.updated_at END
 RETURNING u.id, (xmax = 0) AS created;
 
 -- name: upload_by_id

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from app.auth import create_user, issue_api_token
 from app.main import create_app
 from assets.sources.sample_data import build_sample_data
+from creatorlens.queries import load_queries
 from creatorlens.settings import Settings
 from orchestration.definitions import ASSET_CHECKS, ASSETS, JOBS, build_resources
 from orchestration.jobs import INGEST_JOB
@@ -159,3 +160,43 @@ def test_upload_is_processed_and_tagged_and_a_corrupt_file_is_refused(
     assert 'action="/creators/instagram/pixel.thief/uploads"' in page.text
     # Finished uploads are left alone by later ticks; nothing new to launch.
     assert not _tick(defs, dagster_instance, UPLOAD_SENSOR).run_requests
+
+
+def test_a_failed_run_fails_its_uploads_with_the_reason_and_a_re_upload_tries_again(
+    tmp_path: Path, database_url: str, engine: sa.Engine, dagster_instance: dg.DagsterInstance
+) -> None:
+    """The status sensor's failure path against a real failed run (a job whose step raises), tagged as
+    the upload sensor tags its runs; the same bytes uploaded again put the failed row back to pending."""
+    settings = Settings(state_dir=tmp_path / "state", database_url=database_url)
+    defs = dg.Definitions(sensors=[upload_sensor, upload_status_sensor], resources=build_resources(settings))
+    key = "upload:batch-00001:0123456789abcdef"
+    sha = "ab" * 32
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO creators (platform, username) VALUES ('instagram', 'late.user')")
+        conn.exec_driver_sql("INSERT INTO uploads (platform, username, sha256, blob_key, uploaded_by, image_key, "
+                             "status, run_key) VALUES ('instagram', 'late.user', %(s)s, %(b)s, 'rita', %(k)s, "
+                             "'processing', %(r)s)",
+                             {"s": sha, "b": f"originals/ab/{sha}.jpg", "k": f"instagram:upload-{sha[:16]}", "r": key})
+
+    @dg.op
+    def promote() -> None:
+        raise OSError("No space left on device")
+
+    @dg.job
+    def upload_run() -> None:
+        promote()
+
+    failed = upload_run.execute_in_process(instance=dagster_instance, tags={UPLOAD_RUN_TAG: key},
+                                           raise_on_error=False)
+    assert not failed.success
+    _tick(defs, dagster_instance, UPLOAD_STATUS_SENSOR)
+    ((status, reason, run_id),) = _rows(engine, "SELECT status, reason, run_id FROM uploads")
+    assert (status, run_id) == ("failed", failed.run_id)
+    assert "OSError: No space left on device" in reason and "[promote]" in reason
+
+    with engine.begin() as conn:  # the reviewer uploads the same photo again: same row, tried again
+        (row,) = conn.exec_driver_sql(load_queries("uploads.sql")["upload_upsert"], {
+            "platform": "instagram", "username": "late.user", "sha256": sha, "blob_key": f"originals/ab/{sha}.jpg",
+            "uploaded_by": "rita"}).all()
+    assert not row.created
+    assert _rows(engine, "SELECT id, status, reason, run_id FROM uploads") == [(row.id, "pending", None, None)]
