@@ -66,7 +66,7 @@ def test_schemathesis_with_all_checks_finds_nothing(web_app, tokens, tmp_path) -
             [str(cli), "--no-color", "--config-file", str(config), "run", f"{base}/openapi.json", "--checks", "all",
              "-H", f"Authorization: Bearer {tokens['reviewer']}", "--max-examples", "8", "--seed", "14",
              "--phases", "examples,coverage,fuzzing,stateful", "--workers", "2", "--request-timeout", "20"],
-            capture_output=True, text=True, timeout=240)
+            capture_output=True, text=True, timeout=240, cwd=tmp_path)  # its .schemathesis/ cache stays there
     summary = run.stdout[run.stdout.rfind("SUMMARY"):]
     assert run.returncode == 0 and " failed" not in summary.splitlines()[-1], run.stdout[-6000:] + run.stderr[-2000:]
     assert "Tested: " in summary and "generated" in summary, summary
