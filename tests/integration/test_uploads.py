@@ -8,6 +8,8 @@ refused with its reason and leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
+import struct
+import zlib
 from pathlib import Path
 
 import dagster as dg
@@ -49,6 +51,16 @@ def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, name: str):
     sensor = defs.resolve_sensor_def(name)
     return sensor(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources,
                                           sensor_name=name))
+
+
+def _png_header_bomb(side: int = 8_000) -> bytes:
+    """A PNG whose header says side × side pixels (64 M: over the pipeline's 60 M cap), a few bytes long."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(side + 1)))
+            + chunk(b"IEND", b""))
 
 
 def _files(root: Path) -> set[Path]:
@@ -93,6 +105,8 @@ def test_upload_is_processed_and_tagged_and_a_corrupt_file_is_refused(
     corrupt = client.post(url, headers=reviewer, files={"file": ("broken.jpg", photo[:40], "image/jpeg")})
     assert corrupt.status_code == 422 and "broken.jpg" in corrupt.json()["detail"]
     assert "nothing was stored" in corrupt.json()["detail"]
+    bomb = client.post(url, headers=reviewer, files={"file": ("bomb.png", _png_header_bomb(), "image/png")})
+    assert bomb.status_code == 413 and "bomb.png" in bomb.json()["detail"] and "pixels" in bomb.json()["detail"]
     both = client.post(url, headers=reviewer, files=[("file", ("ok.jpg", photo, "image/jpeg")),
                                                      ("file", ("notes.txt", b"hello", "text/plain"))])
     assert both.status_code == 422 and "notes.txt" in both.json()["detail"]
