@@ -125,6 +125,13 @@ def test_upload_is_processed_and_tagged_and_a_corrupt_file_is_refused(
     assert (settings.blob_root / upload["blob_key"]).read_bytes() == photo  # content-addressed
     again = client.post(url, headers=reviewer, files={"file": ("same.jpg", photo, "image/jpeg")})
     assert again.status_code == 200 and again.json()["uploads"][0]["id"] == upload["id"]  # idempotent
+    # The creator page's form: the same photo again is the same row; a bad one comes back as a message.
+    form = client.post(f"/creators/instagram/{CREATOR}/uploads", headers=reviewer, follow_redirects=False,
+                       files={"file": ("again.jpg", photo, "image/jpeg")})
+    assert form.status_code == 303 and "0+photo%28s%29+uploaded%2C+1+already+there" in form.headers["location"]
+    refused = client.post(f"/creators/instagram/{CREATOR}/uploads", headers=reviewer, follow_redirects=False,
+                          files={"file": ("notes.txt", b"hello", "text/plain")})
+    assert refused.status_code == 303 and "error=notes.txt" in refused.headers["location"]
     assert _rows(engine, "SELECT count(*) FROM uploads") == [(1,)]
 
     # The upload sensor asks for one run of the batch (without the profile stage), marks it processing.
