@@ -23,9 +23,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import dagster as dg
 
+from assets.common.keys import PROMOTED_BATCH
 from assets.common.metadata import BATCH_GROUPS, GROUP_TAGGING, GROUP_VISION, GROUP_WAREHOUSE
 from orchestration.jobs import ingest_batch_job
-from assets.common.keys import PROMOTED_BATCH
 
 REPROCESS_SCHEDULE = "monthly_reprocess"
 REPROCESS_TAG = "creatorlens/reprocess"
