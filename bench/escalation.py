@@ -41,7 +41,7 @@ from assets.tagging.store import promote_tags  # noqa: E402
 from assets.tagging.taxonomy import parse_taxonomy  # noqa: E402
 from resources.blobstore import BlobStore  # noqa: E402
 from resources.vlm import VisionChat, image_data_url  # noqa: E402
-from resources.warehouse import apply_migrations, embedded_server, get_engine  # noqa: E402
+from resources.warehouse import apply_migrations, dispose_engines, embedded_server, get_engine  # noqa: E402
 from tests.support.vlm_server import FakeVlm, serve_vlm  # noqa: E402
 
 BATCH = "batch-bench"
@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--database-url", default=None)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="creatorlens-bench-esc-"))
+    server = None
     if args.database_url:
         url = args.database_url.replace("+psycopg", "")
     else:
@@ -116,6 +117,15 @@ def main() -> None:
         with psycopg.connect(server.get_uri(), autocommit=True) as conn:
             conn.execute(pgsql.SQL("CREATE DATABASE bench_escalation"))
         url = server.get_uri(database="bench_escalation")
+    try:
+        run(args, url, tmp)
+    finally:
+        dispose_engines()
+        if server is not None:  # an embedded server left running would outlive the benchmark
+            server.cleanup()
+
+
+def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
     apply_migrations(get_engine(url))
     blobs = BlobStore(root=str(tmp / "blobs"))
     ingest, embeddings, tags = frames(args.images, blobs)
