@@ -101,3 +101,27 @@ def ensure_torchvision() -> bool:
             torchvision.extension._has_ops = lambda: True
     _state["registered"] = registered
     return registered
+
+
+def restore_pil_open() -> bool:
+    """Undo ultralytics' global ``PIL.Image.open`` patch; whether there was one to undo.
+
+    Importing ultralytics (``ultralytics.utils.patches``) replaces ``PIL.Image.open`` for the whole
+    process with a wrapper that, on the first file Pillow cannot identify, runs
+    ``check_requirements("pi-heif")`` — a ``pip install`` at run time — and then imports ``pi_heif``.
+    In a step that decodes images after a YOLO model was loaded (the in-process executor runs every
+    step in one process), a corrupt download then became ``ModuleNotFoundError: pi_heif`` (an
+    ``internal_error`` row) instead of ``not_an_image``, after an attempted install. We register
+    HEIF ourselves (pillow-heif, assets/images/imaging.py), so the wrapper buys nothing: callers
+    run this right after importing ultralytics.
+    """
+    patches = sys.modules.get("ultralytics.utils.patches")
+    original = getattr(patches, "_image_open", None)
+    if original is None:
+        return False
+    from PIL import Image
+
+    if Image.open is original:
+        return False
+    Image.open = original
+    return True

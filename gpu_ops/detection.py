@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from gpu_ops.base import ModelBackend
-from gpu_ops.compat import ensure_torchvision
+from gpu_ops.compat import ensure_torchvision, restore_pil_open
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class YoloPersonDetector(ModelBackend[list[PersonBox]]):
         from ultralytics import YOLO
         from ultralytics.utils import SETTINGS
 
+        restore_pil_open()  # ultralytics patched PIL.Image.open for the whole process (see compat)
         if SETTINGS.get("sync"):  # no usage analytics from predict(); ultralytics' own documented switch
             SETTINGS.update(sync=False)
         self.format = path.suffix.lstrip(".").lower()

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu_ops.compat import restore_pil_open
 from gpu_ops.detection import YoloPersonDetector
 
 
@@ -48,6 +49,8 @@ class DetectedObject:
 def _coco_names() -> dict[int, str] | None:
     import ultralytics
     import yaml
+
+    restore_pil_open()  # importing ultralytics patched PIL.Image.open (see gpu_ops.compat)
 
     path = Path(ultralytics.__file__).parent / "cfg" / "datasets" / "coco.yaml"
     if not path.is_file():

@@ -23,6 +23,7 @@ import tenacity
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
+from gpu_ops.compat import restore_pil_open
 from resources.http import retry_after_seconds, wait_retry_after
 
 register_heif_opener()
@@ -309,6 +310,7 @@ def decode_image(
     """Decode the first frame to an upright RGB image plus facts about the source."""
     if not data:
         raise ImageError("empty_file", "0 bytes")
+    restore_pil_open()  # a YOLO model loaded in this process patched Image.open (gpu_ops.compat)
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:

@@ -27,9 +27,11 @@ TAG_ROWS = dg.AssetKey(["warehouse", "probe_tag_rows"])
 STAGE = dg.AssetKey(["images", "probe_stage"])
 STAGE_ROWS = dg.AssetKey(["warehouse", "probe_stage_rows"])
 WHEN = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
-# The real stages the schedule re-runs every month: vision and tagging, and their promotions.
+# The real stages the schedule re-runs every month: vision (object tags included) and tagging, and their
+# promotions.
 MONTHLY = {dg.AssetKey(k.split("/")) for k in (
     "vision/persons", "vision/keypoints", "vision/ocr", "vision/faces", "vision/image_features", "warehouse/vision",
+    "vision/objects", "warehouse/object_tags",
     "images/embeddings", "images/tags", "creators/tags", "warehouse/promoted_tags", "tagging/escalations")}
 
 
