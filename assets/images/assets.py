@@ -166,8 +166,7 @@ def _keyframe_rows(post: dict[str, Any], n: int, video_limits: ImageLimits, limi
     try:
         frames = extract_keyframes(fetch_bytes_retrying(video_url, limits=video_limits, client=client), n)
     except Exception as exc:  # noqa: BLE001 - every failure is a recorded row
-        row = {**_base_row({**post, "media_url": video_url}), "image_key": f"{post['platform']}:{post['post_id']}:video"}
-        return [_row(row, exc, exc, blobs, base=row)]
+        return [_video_failure_row(post, exc, blobs)]
     rows = []
     for frame in frames:
         base = {**_base_row({**post, "media_url": keyframe_uri(video_url, frame.seconds)}),
@@ -176,14 +175,26 @@ def _keyframe_rows(post: dict[str, Any], n: int, video_limits: ImageLimits, limi
             result: ProcessedImage | BaseException = process_image_bytes(frame.jpeg, limits=limits)
         except Exception as exc:  # noqa: BLE001
             result = exc
-        rows.append(_row(base, frame.jpeg, result, blobs, base=base))
+        rows.append(_result_row(base, frame.jpeg, result, blobs))
     return rows
 
 
+def _video_failure_row(post: dict[str, Any], error: BaseException, blobs: BlobStore) -> dict[str, Any]:
+    """The one failed row (``…:video``) of a video post whose keyframes could not be had."""
+    base = {**_base_row({**post, "media_url": post["video_url"]}),
+            "image_key": f"{post['platform']}:{post['post_id']}:video"}
+    return _result_row(base, error, error, blobs)
+
+
 def _row(post: dict[str, Any], original: bytes | BaseException, result: ProcessedImage | BaseException,
-         blobs: BlobStore, *, base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One warehouse row: ``ok`` with hashes and blob keys, or ``failed`` with a reason."""
-    row = base if base is not None else _base_row(post)
+         blobs: BlobStore) -> dict[str, Any]:
+    """One warehouse row of a post's image: ``ok`` with hashes and blob keys, or ``failed`` with a reason."""
+    return _result_row(_base_row(post), original, result, blobs)
+
+
+def _result_row(row: dict[str, Any], original: bytes | BaseException, result: ProcessedImage | BaseException,
+                blobs: BlobStore) -> dict[str, Any]:
+    """``row`` (key, post fields, source) completed with what processing the image gave."""
     if isinstance(result, ImageError):
         return {**row, "status": "failed", "error_reason": result.reason, "error": result.detail[:1000]}
     if isinstance(result, BaseException):
@@ -271,9 +282,7 @@ def creator_images(
                 lambda p: _keyframe_rows(p, ingest.reel_keyframes, video_limits, limits, client, blobs), videos,
                 workers=min(io_workers, 4)):
             if isinstance(result, BaseException):  # _keyframe_rows records its own failures; a bug still gets a row
-                row = {**_base_row({**post, "media_url": post["video_url"]}),
-                       "image_key": f"{post['platform']}:{post['post_id']}:video"}
-                result = [_row(row, result, result, blobs, base=row)]
+                result = [_video_failure_row(post, result, blobs)]
             rows.extend(result)
     # pdq_dihedral (the rotated/flipped hashes) feeds the duplicates stage; it is not promoted.
     df = pd.DataFrame(rows, columns=[*IMAGE_COLUMNS, "pdq_dihedral"])
