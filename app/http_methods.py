@@ -13,6 +13,8 @@ from fastapi.routing import iter_route_contexts
 from starlette.responses import Response
 from starlette.routing import compile_path
 
+from app.middleware import HttpMiddleware
+
 
 def _route_table(app) -> list[tuple[object, str, frozenset[str]]]:
     """(path regex, path template, methods) of every route with methods, in routing order (FastAPI
@@ -35,14 +37,8 @@ def allowed_methods(app, scope) -> set[str]:
     return {"OPTIONS"}.union(*(methods for _, path, methods in table if path == template))
 
 
-class AllowedMethods:
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class AllowedMethods(HttpMiddleware):
+    async def handle(self, scope, receive, send) -> None:
         application = scope.get("app")
         if scope["method"] == "OPTIONS":
             methods = allowed_methods(application, scope)

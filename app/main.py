@@ -23,6 +23,7 @@ from app.api import MAX_BODY
 from app.deps import LoginRequired
 from app.http_methods import AllowedMethods
 from app.limits import LoginLimits
+from app.middleware import HttpMiddleware
 from app.nul_bytes import RefuseNul
 from app.openapi_doc import describe
 from app.search import HybridSearch, SearchTuning, SearchUnavailable, UnknownTag
@@ -33,17 +34,15 @@ HERE = Path(__file__).resolve().parent
 RETRY_AFTER_S = 5
 
 
-class BodyLimit:
+class BodyLimit(HttpMiddleware):
     """Refuse request bodies over ``max_bytes`` before reading them: at once (413) when the declared
     ``Content-Length`` is over, else as soon as the bytes received pass it (chunked bodies)."""
 
     def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+        super().__init__(app)
+        self.max_bytes = max_bytes
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope, receive, send) -> None:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             response = JSONResponse({"detail": f"request bodies up to {self.max_bytes // (1024 * 1024)} MiB"},
@@ -76,16 +75,10 @@ SECURITY_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosnif
                     "Referrer-Policy": "same-origin"}
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """Adds the headers above to every HTTP response."""
 
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope, receive, send) -> None:
         csp = DOCS_CSP if scope["path"] in ("/docs", "/redoc") else CSP
 
         async def with_headers(message):

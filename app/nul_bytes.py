@@ -13,17 +13,13 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse
 
+from app.middleware import HttpMiddleware
+
 DETAIL = "text values must not contain NUL (0x00) characters"
 
 
-class RefuseNul:
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class RefuseNul(HttpMiddleware):
+    async def handle(self, scope, receive, send) -> None:
         if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
             await JSONResponse({"detail": DETAIL}, status_code=422)(scope, receive, send)
             return
