@@ -64,11 +64,13 @@ class FakeLlm:
         return [r for r in self.requests if f"Username: @{username}\n" in r["messages"][1]["content"]]
 
 
-def _completion(content: str, model: str) -> bytes:
+def chat_completion(content: str, model: str, *, prompt_tokens: int = 100, completion_tokens: int = 50) -> bytes:
+    """An OpenAI ``chat.completion`` response body with one assistant message (also the VLM server's)."""
     return json.dumps({
         "id": "chatcmpl-test", "object": "chat.completion", "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
     }).encode()
 
 
@@ -95,13 +97,13 @@ def serve_llm(llm: FakeLlm | None = None) -> Iterator[FakeLlm]:
             elif behaviour == "500":
                 self._send(500, b'{"error": {"message": "internal"}}')
             elif behaviour == "invalid":
-                self._send(200, _completion("Sure! Here is the profile: persona: nice person, tone: warm", model))
+                self._send(200, chat_completion("Sure! Here is the profile: persona: nice person, tone: warm", model))
             elif behaviour == "bad_schema":
-                self._send(200, _completion(json.dumps({"persona": "One. Two. Three. Four.", "tone": "x"}), model))
+                self._send(200, chat_completion(json.dumps({"persona": "One. Two. Three. Four.", "tone": "x"}), model))
             elif behaviour == "fenced":
-                self._send(200, _completion("Here you go:\n```json\n" + json.dumps(profile) + "\n```", model))
+                self._send(200, chat_completion("Here you go:\n```json\n" + json.dumps(profile) + "\n```", model))
             else:
-                self._send(200, _completion(json.dumps(profile), model))
+                self._send(200, chat_completion(json.dumps(profile), model))
 
     with serve_handler(Handler) as base_url:
         llm.base_url = base_url + "/v1"

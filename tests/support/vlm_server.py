@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.support.http import LoopbackHandler, serve_handler
+from tests.support.llm_server import chat_completion
 
 
 def default_answer(schema: dict[str, Any], question: str) -> dict[str, Any]:
@@ -89,11 +90,7 @@ class FakeVlm:
 
 
 def _completion(content: str, model: str) -> bytes:
-    return json.dumps({
-        "id": "chatcmpl-vlm", "object": "chat.completion", "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 800, "completion_tokens": 12, "total_tokens": 812},
-    }).encode()
+    return chat_completion(content, model, prompt_tokens=800, completion_tokens=12)  # an image costs tokens
 
 
 @contextmanager
