@@ -4,10 +4,10 @@ Connections per request (a handler never holds one pooled connection while it wa
 
 * authentication reads the token on a short-lived connection of its own (a plain read, plus a
   throttled, non-blocking ``last_used_at`` update) and gives it back before the handler runs;
-* a handler that takes :data:`Conn` gets one connection and one transaction, opened after
-  authentication and committed when the handler returns, **before** the response is sent
+* a handler that takes :data:`Conn` gets one connection, opened after authentication; a writing
+  request's transaction is committed when the handler returns, **before** the response is sent
   (``Depends(scope="function")``): a 2xx means the write is durable, and a failed commit is an error
-  response, never a 2xx;
+  response, never a 2xx. A GET's reads run in autocommit;
 * search handlers take no :data:`Conn`: :class:`app.search.HybridSearch` takes its own connections
   one query at a time, or reuses the caller's (``conn=``).
 
@@ -59,10 +59,17 @@ CurrentUser = Annotated[auth.User | None, Depends(optional_user)]
 
 
 def get_conn(request: Request, _user: CurrentUser) -> Iterator[Connection]:
-    """One transaction per request: every action and its feedback row commit together or not at all.
+    """One transaction per writing request: every action and its feedback row commit together or not at all.
 
     Depends on authentication so that it is opened only after the auth connection was given back;
-    ``scope="function"`` (in :data:`Conn`) commits it before the response goes out."""
+    ``scope="function"`` (in :data:`Conn`) commits it before the response goes out. A GET or HEAD
+    writes nothing, so it runs in autocommit: no BEGIN and COMMIT round trips around its reads (two
+    of a page's four or five; ``driver(conn).transaction()`` still opens a real one where a read
+    needs it, as the search's ``SET LOCAL`` settings do)."""
+    if request.method in ("GET", "HEAD"):
+        with request.app.state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+        return
     with request.app.state.engine.begin() as conn:
         yield conn
     if request.method not in ("GET", "HEAD"):  # a write has committed: tag counts are recounted
@@ -74,7 +81,12 @@ Conn = Annotated[Connection, Depends(get_conn, scope="function")]
 
 @contextmanager
 def short_conn(request: Request) -> Iterator[Connection]:
-    """A connection for a handler that first runs a search (which takes its own): held only here."""
+    """A connection for a handler that first runs a search (which takes its own): held only here
+    (autocommit for a GET or HEAD, as :func:`get_conn`)."""
+    if request.method in ("GET", "HEAD"):
+        with request.app.state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+        return
     with request.app.state.engine.begin() as conn:
         yield conn
 

@@ -115,14 +115,19 @@ class HybridSearch:
         self._executor = executor or ThreadPoolExecutor(max_workers=4, thread_name_prefix="search")
 
     # ---- plumbing -------------------------------------------------------------------------
-    def _run(self, work: Callable[[psycopg.Connection], Any], conn: Any = None) -> Any:
+    def _run(self, work: Callable[[psycopg.Connection], Any], conn: Any = None, *, local_settings: bool = True) -> Any:
         """``work`` in its own read transaction: on a pooled connection taken for it alone, or on the
-        caller's ``conn`` (a SQLAlchemy connection inside its transaction), in a savepoint rolled back
-        afterwards (the search's ``SET LOCAL`` settings end with it)."""
+        caller's ``conn`` (a SQLAlchemy connection), in a transaction or savepoint rolled back
+        afterwards (the search's ``SET LOCAL`` settings end with it). Work that sets nothing
+        (``local_settings=False``: one plain read) runs in autocommit on a connection of its own,
+        without the BEGIN and ROLLBACK round trips."""
         if conn is not None:
             pg = conn.connection.driver_connection
             with pg.transaction(force_rollback=True):
                 return work(pg)
+        if not local_settings:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as sa_conn:
+                return work(sa_conn.connection.driver_connection)
         with self.engine.connect() as sa_conn:
             pg = sa_conn.connection.driver_connection
             try:
@@ -133,7 +138,7 @@ class HybridSearch:
     def model(self, model_version: str | None = None, conn: Any = None) -> tuple[str, int] | None:
         """(version, dim) to search: the embedder's, the one asked for, else the newest stored."""
         wanted = model_version or (self.embedder.version if self.embedder is not None else None)
-        return self._run(lambda pg: self.vectors.model(pg, wanted), conn)
+        return self._run(lambda pg: self.vectors.model(pg, wanted), conn, local_settings=False)
 
     # ---- the two halves ---------------------------------------------------------------------
     def keyword(self, query: str, filters: SearchFilters, model_version: str | None,
@@ -159,7 +164,7 @@ class HybridSearch:
     def _describe(self, ids: Sequence[int]) -> dict[int, tuple]:
         if not ids:
             return {}
-        return self._run(lambda conn: self.vectors.describe(conn, ids))
+        return self._run(lambda conn: self.vectors.describe(conn, ids), local_settings=False)
 
     # ---- public -----------------------------------------------------------------------------
     def search(self, query: str, *, mode: Mode = "hybrid", filters: SearchFilters = SearchFilters(),

@@ -150,7 +150,8 @@ def get_engine(database_url: str | None = None, pgdata: Path | None = None, *, m
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            engine = sa.create_engine(url, pool_size=5, max_overflow=5)
+            sa.event.listen(engine, "checkout", _liveness_check(engine.dialect))
             _engines[url] = engine
         if migrate and url not in _migrated:
             try:
@@ -161,6 +162,37 @@ def get_engine(database_url: str | None = None, pgdata: Path | None = None, *, m
                 raise WarehouseUnavailable(f"cannot reach the embedded warehouse at {pgdata}: {exc.orig}") from exc
             _migrated.add(url)
         return engine
+
+
+def _liveness_check(dialect):
+    """Pessimistic disconnect handling without a round trip per checkout (``pool_pre_ping`` sent one).
+
+    A pooled connection lies idle between transactions, so the server has nothing to say on it: if
+    its socket is readable, the server has closed it or sent its last words (a restart, an
+    administrator's ``pg_terminate_backend``, an idle time-out). Raising ``DisconnectionError``
+    makes the pool discard it and check out another (SQLAlchemy's documented checkout hook). Over
+    TLS, where the socket can hold a record that is not a message, the dialect's ping (a round trip)
+    stays. A connection that dies silently (a network that drops packets) is found by its first
+    query, as it was with ``pool_pre_ping``, whose ping would have hung the same way.
+    """
+    import select
+
+    def check(dbapi_conn, record, proxy) -> None:
+        try:
+            pgconn = dbapi_conn.pgconn
+            if dbapi_conn.closed or dbapi_conn.broken or pgconn.status != psycopg.pq.ConnStatus.OK:
+                raise sa.exc.DisconnectionError("the connection is closed")
+            if pgconn.ssl_in_use:
+                dialect.do_ping(dbapi_conn)
+                return
+            poller = select.poll()  # not select.select: a Dagster process can hold fds above 1024
+            poller.register(pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+            if poller.poll(0):
+                raise sa.exc.DisconnectionError("the server closed the connection")
+        except (psycopg.Error, OSError) as exc:
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+
+    return check
 
 
 def engine_from_settings(settings: Settings, *, migrate: bool = True) -> Engine:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import time
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -55,3 +57,30 @@ def test_ok_images_must_carry_hashes(engine):
 
 def test_embedded_engine_is_reused_per_process(database_url):
     assert get_engine(database_url) is get_engine(database_url)
+
+
+def _backend_pid(engine) -> int:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+
+
+def test_a_checkout_costs_no_round_trip_and_a_killed_connection_is_replaced(database_url):
+    """The pool checks a connection by its socket, not with a ping per checkout (pool_pre_ping's SELECT 1);
+    a connection the server ended (a restart, pg_terminate_backend) is still never handed out."""
+    engine = get_engine(database_url, migrate=False)
+    pid = _backend_pid(engine)
+    with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as admin:
+        def last_statement() -> str:
+            return admin.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]
+
+        before = last_statement()  # the pool's ROLLBACK when the connection came back
+        for _ in range(20):
+            engine.connect().close()  # check out and back in, no statement
+        assert last_statement() == before  # with pool_pre_ping: the ping's "SELECT 1"
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 5
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    replacement = _backend_pid(engine)  # would raise OperationalError on the dead connection
+    assert replacement != pid
