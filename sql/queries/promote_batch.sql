@@ -107,6 +107,10 @@ WHERE (i.batch_key, i.rank, i.engagement, i.source_uri, i.status, i.error_reason
        EXCLUDED.error_reason, EXCLUDED.error, EXCLUDED.sha256, EXCLUDED.blob_key, EXCLUDED.thumb_key,
        EXCLUDED.width, EXCLUDED.height, EXCLUDED.pdq_hash, EXCLUDED.pdq_quality);
 
+-- name: batch_has_images
+-- No stored images: the batch's first promotion, which COPYs straight into images (promotion.py).
+SELECT EXISTS (SELECT 1 FROM images WHERE batch_key = %(batch_key)s);
+
 -- name: delete_stale_images
 DELETE FROM images i
 WHERE i.batch_key = %(batch_key)s
