@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -262,6 +263,7 @@ def main() -> None:
                     exact_lat.append((time.perf_counter() - started) * 1000)
     finally:
         server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)  # 3 GB at 500,000 × 1152
 
     print(f"\n{'query':<28} {'ef_search':>9} {'iterative':>13} {'recall@10':>10} {'p50 ms':>8} {'p95 ms':>8} "
           f"{'exact':>7}")

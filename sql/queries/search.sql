@@ -16,7 +16,8 @@
 --   scan, which is why `nearest_images_exact` exists);
 -- * `filter_*`, one fragment per filter, ANDed by VectorSearch for the filters in use only. Plain
 --   EXISTS at the top level become semi-joins, so the planner can start from the most selective
---   filter (a tag's rows, a category's creators) instead of from the vector index. The category
+--   filter (a tag's rows) instead of from the vector index; the category (an OR of two sets) is two
+--   hashed IN lists, read once per query. The category
 --   is matched with ILIKE on the name with LIKE's metacharacters escaped (category_like), which
 --   is lower(category) = lower(name) by definition, because the planner estimates ILIKE from the
 --   column's statistics and cannot estimate lower(category): guessing 0.5 % instead of 8 %, it
@@ -75,10 +76,13 @@ AND (NOT %(hide_duplicates)s OR NOT EXISTS (SELECT 1 FROM image_duplicates d WHE
 i.status = 'ok'
 
 -- name: filter_category
--- The creator's category, or an object on the image whose label tag_category_map puts in it.
-EXISTS (SELECT 1 FROM creators c
-        WHERE c.platform = i.platform AND c.username = i.username AND c.category ILIKE %(category_like)s)
-OR EXISTS (SELECT 1 FROM detected_objects o WHERE o.image_id = i.image_id AND lower(o.category) = lower(%(category)s))
+-- The creator's category, or an object on the image whose label tag_category_map puts in it. Two IN
+-- lists, not two EXISTS: under the OR neither can become a join, and an EXISTS is then an index probe
+-- per row (500,000 images, a tag on 73,000 of them: 73,000 creators probes, two fifths of the exact
+-- ranking's 600 ms), where an IN is a hashed SubPlan: the category's creators (a few thousand) and
+-- its objects' images are read once per query and each row costs a hash lookup.
+(i.platform, i.username) IN (SELECT c.platform, c.username FROM creators c WHERE c.category ILIKE %(category_like)s)
+OR i.image_id IN (SELECT o.image_id FROM detected_objects o WHERE lower(o.category) = lower(%(category)s))
 
 -- name: filter_tag
 EXISTS (SELECT 1 FROM effective_image_tags(%(model_version)s) t
