@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from assets.common.partitions import CREATOR_BATCHES  # noqa: E402
 from assets.sources.sample_data import write_creators_csv  # noqa: E402
+from bench._record import record  # noqa: E402
 from creatorlens.settings import REPO_ROOT, Settings  # noqa: E402
 from orchestration.definitions import build_definitions  # noqa: E402
 from orchestration.sensors import NEW_CREATOR_SENSOR  # noqa: E402
@@ -87,6 +88,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3, help="median of this many repeats")
     ap.add_argument("--database-url", help="use this PostgreSQL instead of a temporary embedded one")
+    ap.add_argument("--record", action="store_true",
+                    help="write bench/results/<name>.json for bench/figures.py (the README's figures table)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="creatorlens-bench-sensor-"))
@@ -116,6 +119,15 @@ def main() -> None:
     print(f"target: a tick finding {args.creators:,} new creators in <= {TARGET_S:.0f} s: {verdict} ({new_s:.2f} s)")
     if server is not None:
         server.cleanup()
+    if args.record:
+        n_json = args.creators // 5
+        record("sensor_tick", [(
+            f"new-creator sensor, tick finding {args.creators:,} new creators ({args.creators - n_json:,} CSV rows + "
+            f"{n_json:,} JSON dumps → {n_batches} batches, {n_runs} run requests)",
+            f"{new_s:.3f} s (target ≤ {TARGET_S:g} s{'' if new_s <= TARGET_S else ', OVER'}), "
+            f"median of {args.repeats}",
+            f"idle tick (cursor matches) {idle_s:.3f} s; full rescan, nothing new {rescan_s:.3f} s",
+        )])
 
 
 if __name__ == "__main__":
