@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._record import record  # noqa: E402
 from resources.profile_api import FetchStatus, ProfileCache, ProfileClient, ProfileClientConfig  # noqa: E402
 from tests.support.profile_server import FakeProfileApi, Faults, serve_profiles  # noqa: E402
 
@@ -62,10 +63,13 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=0.1, help="client timeout, s")
     ap.add_argument("--slow", type=float, default=0.5, help="how long a 'timeout' answer takes, s")
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--record", action="store_true",
+                    help="write bench/results/<name>.json for bench/figures.py (the README's figures table)")
     args = ap.parse_args()
 
     names = [f"creator{i:05d}" for i in range(args.profiles)]
-    faults = Faults({"429": 0.05, "slow": 0.02, "html": 0.01}, seed=args.seed)
+    fault_rates = {"429": 0.05, "slow": 0.02, "html": 0.01}
+    faults = Faults(fault_rates, seed=args.seed)
     config = ProfileClientConfig(
         url_template="", rate_per_minute=args.rate, jitter_s=tuple(args.jitter), timeout_s=args.timeout,
         batch_size=10**9, backoff_s=0.05, rate_limit_backoff_s=0.5, network_retries=3, rate_limit_retries=5,
@@ -103,6 +107,7 @@ def main() -> int:
         rate = stats.request_rate_per_minute() or 0.0
         times = sorted(t for t, _, _ in first_log)
         window = 60.0 / args.rate * 20
+        busiest = max_in_window(times, window)
         cache.close()
 
     accounted = sum(cached_statuses.values())
@@ -114,11 +119,25 @@ def main() -> int:
     print(f"wall {wall:.1f} s, deliberate pauses {stats.paused_s:.1f} s (Retry-After/backoff)")
     print(f"observed rate over sending time: {rate:.1f}/min = {rate / args.rate:.3f} x the configured "
           f"{args.rate:.0f}/min (wall-clock rate incl. pauses: {stats.requests / wall * 60:.1f}/min); "
-          f"most requests in any {window:.2f} s window: {max_in_window(times, window)} (limit 20 + 1)")
+          f"most requests in any {window:.2f} s window: {busiest} (limit 20 + 1)")
 
     ok = (accounted == len(names) and duplicates == 0 and second_pass_requests == 0
           and statuses[FetchStatus.NOT_FOUND] == html_first and abs(rate / args.rate - 1) <= 0.05)
     print("PASS" if ok else "FAIL")
+    if args.record:
+        n = len(names)
+        outcomes = ", ".join(f"{count:,} {status.replace('_', ' ')}" for status, count in statuses.most_common())
+        record("enrich_faults", [(
+            f"profile enrichment, {n:,} profiles at {args.rate:,.0f}/min with {fault_rates['429'] * 100:g} % 429 "
+            f"(`Retry-After: {args.retry_after}`), {fault_rates['slow'] * 100:g} % timeouts, "
+            f"{fault_rates['html'] * 100:g} % HTML",
+            f"{accounted:,}/{n:,} accounted for ({outcomes}; not found = the {html_first:,} HTML answers); "
+            f"{stats.requests:,} requests; {duplicates:,} repeated requests after a final answer"
+            + ("" if ok else "; FAIL"),
+            f"request rate over sending time {rate:,.0f}/min = {rate / args.rate:.3f} × the limit (never more "
+            f"than {busiest:,} requests in any {window:.3g} s); second pass over the same {n:,}: "
+            f"{second_pass_requests:,} requests ({n:,} without the cache)",
+        )])
     return 0 if ok else 1
 
 
