@@ -157,6 +157,7 @@ class Stats:
     conflicts: int = 0
     decided: list[int] = field(default_factory=list)
     requests: int = 0
+    summary: dict = field(default_factory=dict)  # report()'s figures, for --record
 
 
 READS = [("gallery", 2), ("search hybrid", 3), ("search keyword", 3), ("image page", 2), ("image tags API", 3),
@@ -277,6 +278,8 @@ def report(label: str, stats: Stats, elapsed: float, checks: dict) -> bool:
     ok = errors == 0 and consistent and worst_read <= TARGET_P95_MS
     print(f"   consistent: {consistent}; worst read p95 {worst_read:.0f} ms (target ≤ {TARGET_P95_MS:.0f}) -> "
           f"{'PASS' if ok else 'FAIL'}")
+    stats.summary = {"rate": stats.requests / elapsed, "worst_read_p95": worst_read, "errors": errors,
+                     "consistent": consistent, "conflicts": stats.conflicts, "ok": ok}
     return ok
 
 
@@ -314,6 +317,9 @@ def main() -> None:
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="another source tree to serve the same phases from (e.g. the commit before the fixes)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--baseline-label", default=None, help="what --baseline-src is, for --record (e.g. a commit)")
+    ap.add_argument("--record", action="store_true",
+                    help="write bench/results/app_load.json for bench/figures.py (the README's figures table)")
     ap.add_argument("--serve", nargs=5, metavar=("URL", "PORT", "BLOBS", "DIM", "SRC"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -333,6 +339,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-app-load-"))
     server = embedded_server(root / "pgdata")
     results = []
+    summaries: dict[tuple[str, str], dict] = {}
     procs: list[subprocess.Popen] = []
     try:
         admin = server.get_uri()
@@ -371,6 +378,7 @@ def main() -> None:
                     proc.wait(20)
                 checks = consistency(phase_url, stats.decided)
                 results.append((f"{tree} app, {phase}", report(f"{tree} app, {phase}", stats, elapsed, checks)))
+                summaries[(tree, phase)] = stats.summary
                 tracebacks = server_log.read_text(errors="replace").count("Traceback")
                 if tracebacks:
                     print(f"   the app logged {tracebacks} tracebacks; the last line: "
@@ -382,6 +390,23 @@ def main() -> None:
         server.cleanup()
         shutil.rmtree(root, ignore_errors=True)
     print("\nsummary: " + json.dumps({label: "PASS" if ok else "FAIL" for label, ok in results}))
+    if args.record:
+        from _record import record
+
+        def figures(m: dict) -> str:
+            return (f"{m['rate']:.0f} requests/s, worst read p95 {m['worst_read_p95']:.0f} ms, {m['errors']} errors, "
+                    f"data {'consistent' if m['consistent'] else 'INCONSISTENT'}")
+
+        rows = []
+        for phase in ("distinct tokens", "one shared token"):
+            fixed = summaries.get(("fixed", phase))
+            if fixed is None:
+                continue
+            base = summaries.get(("baseline", phase))
+            rows.append((f"app under load: {args.clients} clients ({args.writers} reviewers) for {args.seconds:.0f} s, "
+                         f"{phase}, mixed reads + review writes (target: 0 errors, read p95 ≤ {TARGET_P95_MS:.0f} ms)",
+                         figures(fixed), f"{args.baseline_label or args.baseline_src}: {figures(base)}" if base else "—"))
+        record("app_load", rows)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--autocommit-rows", type=int, default=10_000,
                     help="rows for the one-commit-per-row path (slow; rows/s is what is compared)")
     ap.add_argument("--database-url", help="use this PostgreSQL instead of a temporary embedded one")
+    ap.add_argument("--record", action="store_true",
+                    help="write bench/results/promotion.json for bench/figures.py (the README's figures table)")
     args = ap.parse_args()
 
     tmp = None
@@ -149,6 +151,17 @@ def main() -> None:
         print(f"{name:<44}{secs:>9.2f}{rate:>11,.0f}{rate / row_rate:>15.1f}x{rate / auto_rate:>20.1f}x")
     if tmp:
         server.cleanup()
+    if args.record:
+        from _record import record
+
+        baseline = (f"row-by-row upserts in one transaction: {row_rate:,.0f} rows/s; one commit per row "
+                    f"({m:,} rows): {auto_rate:,.0f} rows/s")
+        record("promotion", [
+            (f"promotion, {n:,} new image rows (a batch's first promotion: COPY straight into images)",
+             f"{n / copy_s:,.0f} rows/s ({copy_s:.2f} s), {n / copy_s / row_rate:.1f}× row by row", baseline),
+            (f"promotion, the same {n:,} rows re-promoted unchanged (staged COPY + upsert)",
+             f"{n / upd_s:,.0f} rows/s ({upd_s:.2f} s), {n / upd_s / row_rate:.1f}× row by row", baseline),
+        ], note=f"median of {args.repeats} repeats per path")
 
 
 if __name__ == "__main__":

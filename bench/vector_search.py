@@ -178,6 +178,8 @@ def main() -> None:
     ap.add_argument("--tag-share", type=float, default=0.1)
     ap.add_argument("--exact-sql", type=int, default=20, help="queries timed as an exact scan in PostgreSQL")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--record", action="store_true",
+                    help="write bench/results/vector_search.json for bench/figures.py (the README's figures table)")
     ap.add_argument("--maintenance-work-mem", default="3GB", help="maintenance_work_mem for the HNSW build")
     ap.add_argument("--maintenance-workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                     help="max_parallel_maintenance_workers for the HNSW build (default: cores - 1, plus the leader)")
@@ -279,6 +281,25 @@ def main() -> None:
           f"{SearchSettings().exact_below:,} tagged images, or the index scan came back short of k: e.g. a filter "
           "without iterative scan); recall on the scattered tag is against an exact scan whose far neighbours are "
           "near-ties (cos ≈ 0), so it understates what a user sees.")
+    if args.record:
+        from _record import record
+
+        def row(name: str, ef: int, mode: str = "relaxed_order"):
+            return next((r for r in rows if r[0] == name and r[1] == ef and r[2] == mode), None)
+
+        tagged_row = row("tag (follows content)", default[1])
+        speedup = statistics.median(exact_lat) / default[4]
+        record("vector_search", [
+            (f"vector search, {args.n:,} × {args.dim} halfvec, HNSW m={args.m} ef_construction={args.ef_construction}",
+             f"build {build_s:.0f} s ({args.n / build_s:,.0f} vectors/s, {args.maintenance_workers} parallel maintenance "
+             f"worker(s) + the leader, maintenance_work_mem {args.maintenance_work_mem}); top-{args.k} at ef_search "
+             f"{default[1]}: recall@{args.k} {default[3]:.3f}, p50 {default[4]:.1f} ms, p95 {default[5]:.1f} ms"
+             + (f"; with a content tag ({tagged.mean():.0%} of images, iterative scan): recall {tagged_row[3]:.3f}, "
+                f"p95 {tagged_row[5]:.1f} ms" if tagged_row else ""),
+             f"exact scan in PostgreSQL: p50 {pct(exact_lat, 50):.0f} ms (HNSW {speedup:.0f}× faster); exact numpy "
+             f"scan {numpy_ms:.0f} ms/query; server settings: "
+             + ", ".join(f"{k} {v}" for k, v in sorted(settings.items()))),
+        ])
 
 
 if __name__ == "__main__":
