@@ -24,6 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._record import record  # noqa: E402
 from gpu_ops.device import choose_device  # noqa: E402
 from gpu_ops.embeddings import SiglipEmbedder  # noqa: E402
 from gpu_ops.loader import decode_rgb, image_batches  # noqa: E402
@@ -38,6 +39,14 @@ PRESETS = {
     "so400m": {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
                "image_size": 384, "patch_size": 14},
 }
+
+
+def gflop_per_image(config: dict) -> float:
+    """Forward FLOPs of a ViT vision tower from its config (patch embedding + attention + MLP), in GFLOP."""
+    h, inter, p = config["hidden_size"], config["intermediate_size"], config["patch_size"]
+    tokens = (config["image_size"] // p) ** 2
+    per_layer = 2 * tokens * (4 * h * h + 2 * h * inter) + 4 * tokens * tokens * h
+    return (2 * tokens * 3 * p * p * h + config["num_hidden_layers"] * per_layer) / 1e9
 
 
 def make_photos(directory: Path, n: int, seed: int = 0) -> list[Path]:
@@ -88,6 +97,8 @@ def main() -> None:
     ap.add_argument("--batch", default="16", help="batched runs' batch sizes, comma-separated (baseline: 1)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="decode threads")
+    ap.add_argument("--record", action="store_true",
+                    help="write bench/results/<name>.json for bench/figures.py (the README's figures table)")
     args = ap.parse_args()
 
     device = choose_device(args.device)
@@ -107,9 +118,11 @@ def main() -> None:
     for bs in (1, *batches):  # warm-up: kernels and allocator for every shape
         pipeline(embedder, paths[:max(bs, 4)], bs, args.workers, max_side)
     rows = []
+    pipeline_rate, embed_rate = {}, {}
     for bs in (1, *batches):
         seconds = pipeline(embedder, paths, bs, args.workers, max_side)
         rows.append((f"decode + embed, batch {bs}", args.n / seconds))
+        pipeline_rate[bs] = rows[-1][1]
     arrays = [decode_rgb(p, max_side=max_side) for p in paths]
     for bs in batches:
         sync(embedder)
@@ -117,15 +130,31 @@ def main() -> None:
         embedder.embed_images(arrays, batch_size=bs)
         sync(embedder)
         rows.append((f"embed only (pre-decoded), batch {bs}", args.n / (time.perf_counter() - t)))
+        embed_rate[bs] = rows[-1][1]
     t = time.perf_counter()
     for _ in image_batches(paths, lambda p: decode_rgb(p, max_side=max_side), batches[-1], workers=args.workers):
         pass
     rows.append((f"decode only, {args.workers} threads", args.n / (time.perf_counter() - t)))
+    decode_rate = rows[-1][1]
 
     baseline = rows[0][1]
     print(f"\n{'pass':<40} {'img/s':>9} {'vs batch 1':>11}")
     for name, rate in rows:
         print(f"{name:<40} {rate:>9.1f} {rate / baseline:>10.2f}×")
+    if args.record:
+        config = PRESETS[args.preset]
+        gflop = gflop_per_image(config)
+        benchmark = (f"image embeddings, SigLIP-{args.preset}/{config['patch_size']} @{config['image_size']} "
+                     f"random weights, {device.kind.upper()} {'fp16' if device.fp16 else 'fp32'}, "
+                     f"{args.n} JPEGs 1080×1350")
+        record("embeddings", [(
+            benchmark,
+            f"batch {bs}: {pipeline_rate[bs]:.1f} img/s decode included (embed alone {embed_rate[bs]:.1f} img/s, "
+            f"≈ {embed_rate[bs] * gflop:,.0f} GFLOP/s at {gflop:,.0f} GFLOP per image)",
+            f"batch 1: {baseline:.1f} img/s, so batching is {pipeline_rate[bs] / baseline:.2f}× faster; decoding "
+            f"alone runs at {decode_rate:,.0f} img/s on {args.workers} thread{'s' if args.workers != 1 else ''}, so "
+            f"{'the model' if decode_rate > pipeline_rate[bs] else 'decoding'} is the bottleneck",
+        ) for bs in batches])
 
 
 if __name__ == "__main__":
