@@ -42,6 +42,7 @@ from skimage import data as skdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._record import record  # noqa: E402
 from gpu_ops.base import ModelBackend  # noqa: E402
 from gpu_ops.detection import MediaPipePersonDetector, YoloPersonDetector  # noqa: E402
 from gpu_ops.device import Device, choose_device  # noqa: E402
@@ -115,6 +116,18 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, rss_mib())
+
+
+@dataclass
+class PoolResult:
+    """What :func:`bench_pool` measured: per stage (name, items, 1 process/s, pool/s, start-up s), the chain."""
+
+    workers: int
+    chain_detector: str
+    decode_workers: int
+    stages: list[tuple[str, int, float, float, float]]
+    chain_single: float = 0.0  # images/s, one process
+    chain_pooled: float = 0.0  # images/s, every CPU model pooled
 
 
 @dataclass
@@ -213,7 +226,7 @@ def _rate(model, inputs: list, batch: int) -> float:
 
 
 def bench_pool(models: dict[str, ModelBackend], images: list[np.ndarray], crops: list[np.ndarray],
-               paths: list[Path], batch: int, workers: int, decode_workers: int, chain_detector: str) -> None:
+               paths: list[Path], batch: int, workers: int, decode_workers: int, chain_detector: str) -> PoolResult:
     """Single process vs ``workers`` pool processes, per CPU stage and for the whole chain, same run."""
     stages = [
         ("person detection, MediaPipe", "detector", images),
@@ -223,6 +236,7 @@ def bench_pool(models: dict[str, ModelBackend], images: list[np.ndarray], crops:
         ("OCR, RapidOCR PP-OCRv4", "ocr", images),
     ]
     pools: dict[str, PooledModel] = {}
+    measured = PoolResult(workers, chain_detector, decode_workers, [])
     print(f"\nworker pool: {workers} processes (spawn, one thread each, models loaded once per worker) vs one "
           f"process; {os.cpu_count()} CPUs, load average {_loadavg()} before")
     print(f"{'stage':<44} {'items':>5} {'1 proc/s':>9} {'pool/s':>8} {'ratio':>6} {'start-up':>9} "
@@ -238,6 +252,7 @@ def bench_pool(models: dict[str, ModelBackend], images: list[np.ndarray], crops:
             startup = time.perf_counter() - started
             pooled = _rate(pool, inputs, batch)
             pools[key] = pool
+            measured.stages.append((name, len(inputs), single, pooled, startup))
             print(f"{name:<44} {len(inputs):>5} {single:>9.1f} {pooled:>8.1f} {pooled / single:>5.2f}x "
                   f"{startup:>8.1f}s {pooled / workers:>13.1f} {pooled / workers * 16:>19.1f}")
         chain_single = {**models, "detector": models["yolo" if chain_detector == "yolo" else "detector"]}
@@ -249,9 +264,31 @@ def bench_pool(models: dict[str, ModelBackend], images: list[np.ndarray], crops:
               f"{n1 / s1:.2f} images/s, pool of {workers}: {n2 / s2:.2f} images/s ({(n2 / s2) / (n1 / s1):.2f}x); "
               f"16 cores (model: {workers}-worker chain rate / {workers} × 16): {(n2 / s2) / workers * 16:.1f} images/s")
         print(f"load average after: {_loadavg()}")
+        measured.chain_single, measured.chain_pooled = n1 / s1, n2 / s2
     finally:
         for pool in pools.values():
             pool.close()
+    return measured
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread{'' if n == 1 else 's'}"
+
+
+def pool_rows(label: str, measured: PoolResult) -> list[tuple[str, str, str]]:
+    """The figures-table rows of a pool comparison (``label`` names the run's device, size and batch)."""
+    w = measured.workers
+    rows = [(f"{label}: {name} ({items} items), worker pool of {w} processes",
+             f"pool {pooled:.1f} img/s (start-up {startup:.1f} s; 16 cores modelled {pooled / w * 16:,.1f} img/s)",
+             f"one process {single:.1f} img/s ({pooled / single:.2f}×)")
+            for name, items, single, pooled, startup in measured.stages]
+    rows.append((f"{label}: whole chain from JPEG files ({measured.chain_detector} detector, decode on "
+                 f"{_threads(measured.decode_workers)}), every CPU model in a worker pool of {w} processes",
+                 f"pool {measured.chain_pooled:.2f} img/s (16 cores modelled {measured.chain_pooled / w * 16:.1f} "
+                 f"img/s)",
+                 f"one process {measured.chain_single:.2f} img/s "
+                 f"({measured.chain_pooled / measured.chain_single:.2f}×)"))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -268,6 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arcface", type=Path, default=None, help="w600k_r50.onnx (optional)")
     parser.add_argument("--chain-detector", choices=["yolo", "mediapipe"], default=None,
                         help="detector in the whole-chain run (default: yolo on CUDA, mediapipe on CPU)")
+    parser.add_argument("--record", action="store_true",
+                        help="write bench/results/<name>.json for bench/figures.py (the README's figures table)")
     args = parser.parse_args(argv)
 
     device: Device = choose_device(args.device)
@@ -290,12 +329,20 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.arcface:
         models["arcface"] = ArcFaceEmbedder(_spec("face_embedder"), args.arcface, device)
+    label = f"vision, {args.n} images {args.size} px, batch {args.batch}, {device}"
+    note = "; ".join(filter(None, [
+        "" if args.yolo else "YOLOv8s has random weights (yolov8s.yaml: same architecture and cost as yolov8s.pt)",
+        "" if args.arcface else "ArcFace not measured (no --arcface weights)",
+    ]))
 
     if args.workers >= 2 and args.pool_only:
         crops = crops_of(images, models["detector"].predict(images))
         with tempfile.TemporaryDirectory() as tmp:
             paths = write_jpegs(images, Path(tmp))
-            bench_pool(models, images, crops, paths, args.batch, args.workers, args.decode_workers, chain_detector)
+            pooled = bench_pool(models, images, crops, paths, args.batch, args.workers, args.decode_workers,
+                                chain_detector)
+        if args.record:
+            record("vision", pool_rows(f"{label} (--pool-only)", pooled), note=note, argv=argv)
         return
 
     results = [
@@ -332,8 +379,10 @@ def main(argv: list[str] | None = None) -> None:
         chain = {**models, "detector": models["yolo" if chain_detector == "yolo" else "detector"]}
         n, seconds = run_chain(paths, chain, args.batch, args.decode_workers)
         n1, seconds1 = run_chain(paths, chain, 1, 1)
+        pooled = None
         if args.workers >= 2:
-            bench_pool(models, images, crops, paths, args.batch, args.workers, args.decode_workers, chain_detector)
+            pooled = bench_pool(models, images, crops, paths, args.batch, args.workers, args.decode_workers,
+                                chain_detector)
     _, py_peak = tracemalloc.get_traced_memory()
     print(f"\nwhole chain ({chain_detector} detector) from JPEG files (decode on {args.decode_workers} threads, "
           f"batch {args.batch}): "
@@ -341,6 +390,20 @@ def main(argv: list[str] | None = None) -> None:
           f"{n1 / seconds1:.1f} images/s ({(n / seconds) / (n1 / seconds1):.2f}x)")
     print(f"peak RSS {peak_rss_mib():.0f} MiB (models + images), tracemalloc peak (Python objects) "
           f"{py_peak / 2**20:.0f} MiB")
+    if args.record:
+        rows = [(f"{label}: {r.stage} ({r.items} items)",
+                 f"{r.batched_rate:.1f} img/s batched, {r.rss_mib:,.0f} MiB peak RSS ({r.found})",
+                 f"one per call {r.single_rate:.1f} img/s ({r.batched_rate / r.single_rate:.2f}×)")
+                for r in results]
+        rows.append((f"{label}: whole chain from JPEG files ({chain_detector} detector, decode on "
+                     f"{_threads(args.decode_workers)}, {n} images)",
+                     f"{n / seconds:.1f} img/s batched, {peak_rss_mib():,.0f} MiB process peak; "
+                     f"{py_peak / 2**20:,.0f} MiB Python objects (tracemalloc)",
+                     f"one per call, 1 decode thread {n1 / seconds1:.1f} img/s "
+                     f"({(n / seconds) / (n1 / seconds1):.2f}×)"))
+        if pooled is not None:
+            rows += pool_rows(label, pooled)
+        record("vision", rows, note=note, argv=argv)
 
 
 if __name__ == "__main__":
