@@ -62,6 +62,20 @@ def test_an_upload_bomb_is_refused_from_its_header(web_app, tokens) -> None:
     assert peak[0] - before < 300 * 1024 * 1024
 
 
+def test_too_many_photos_in_one_upload_are_refused_as_the_schema_says(web_app, tokens) -> None:
+    """Schemathesis (stateful phase) found the upload schema allowing any number of photos while the
+    handler answered 413 over 20: the document now says maxItems 20 and a 21st photo is a 422."""
+    client = TestClient(web_app, headers=bearer(tokens["reviewer"]))
+    path = "/api/creators/{platform}/{username}/uploads"
+    body = client.get("/openapi.json").json()["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]
+    ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert client.get("/openapi.json").json()["components"]["schemas"][ref]["properties"]["file"]["maxItems"] == 20
+    files = [("file", (f"p{i}.png", b"not read", "image/png")) for i in range(21)]
+    response = client.post("/api/creators/instagram/nobody/uploads", files=files)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["ctx"] == {"field_type": "List", "max_length": 20, "actual_length": 21}
+
+
 def test_an_oversized_body_is_refused_before_it_is_read(web_app, tokens) -> None:
     """Defect 3: a 50 MB upload was read whole before the 413. Now the declared length is enough."""
     with serve_app(web_app) as base:

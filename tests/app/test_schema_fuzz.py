@@ -57,7 +57,9 @@ def test_schemathesis_with_all_checks_finds_nothing(web_app, tokens, tmp_path) -
     FastAPI's list-shaped 422 while the app answered ``{"detail": "<string>"}``, accepted by schema
     values the app refused (an empty brief, an empty upload, a blank reason or query, a correction
     naming no tag), and OPTIONS answered 405 without ``Allow``. Bounded: 8 examples per operation
-    and phase, two workers, a fixed seed (about 20 s)."""
+    and phase, a fixed seed, one worker: with two, schemathesis's threads build ASTs at once and
+    CPython 3.11.7 can raise ``SystemError: AST constructor recursion depth mismatch`` (CPython
+    gh-106905, fixed in later 3.11 releases), a runtime error that is no finding of ours."""
     config = tmp_path / "schemathesis.toml"
     config.write_text(SCHEMATHESIS_TOML)
     cli = Path(sys.executable).with_name("schemathesis")
@@ -65,9 +67,10 @@ def test_schemathesis_with_all_checks_finds_nothing(web_app, tokens, tmp_path) -
         run = subprocess.run(
             [str(cli), "--no-color", "--config-file", str(config), "run", f"{base}/openapi.json", "--checks", "all",
              "-H", f"Authorization: Bearer {tokens['reviewer']}", "--max-examples", "8", "--seed", "14",
-             "--phases", "examples,coverage,fuzzing,stateful", "--workers", "2", "--request-timeout", "20"],
+             "--phases", "examples,coverage,fuzzing,stateful", "--workers", "1", "--request-timeout", "20"],
             capture_output=True, text=True, timeout=240, cwd=tmp_path)  # its .schemathesis/ cache stays there
     summary = run.stdout[run.stdout.rfind("SUMMARY"):]
+    print(summary)  # the totals, shown by pytest -rP
     assert run.returncode == 0 and " failed" not in summary.splitlines()[-1], run.stdout[-6000:] + run.stderr[-2000:]
     assert "Tested: " in summary and "generated" in summary, summary
 
