@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from app import auth
 
@@ -51,11 +51,33 @@ def optional_user(request: Request) -> auth.User | None:
     if not token:
         return None
     # Released before the handler runs. Autocommit: one statement, no BEGIN/COMMIT round trips.
-    with request.app.state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with autocommit(request.app.state.engine) as conn:
         return auth.authenticate_and_touch(conn, token, kind)
 
 
 CurrentUser = Annotated[auth.User | None, Depends(optional_user)]
+
+
+READS = ("GET", "HEAD")
+
+
+def autocommit(engine: Engine) -> Connection:
+    """A pooled connection in autocommit (use as a context manager): each read is its own statement,
+    without BEGIN/COMMIT round trips; ``transaction()`` on its psycopg connection still opens one."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextmanager
+def request_conn(request: Request) -> Iterator[Connection]:
+    """The request's connection: autocommit for a GET or HEAD, which writes nothing; otherwise one
+    transaction, committed when the block ends. Also what a handler that first runs a search (which
+    takes its own connections) opens afterwards, held only in its block."""
+    if request.method in READS:
+        with autocommit(request.app.state.engine) as conn:
+            yield conn
+    else:
+        with request.app.state.engine.begin() as conn:
+            yield conn
 
 
 def get_conn(request: Request, _user: CurrentUser) -> Iterator[Connection]:
@@ -63,32 +85,16 @@ def get_conn(request: Request, _user: CurrentUser) -> Iterator[Connection]:
 
     Depends on authentication so that it is opened only after the auth connection was given back;
     ``scope="function"`` (in :data:`Conn`) commits it before the response goes out. A GET or HEAD
-    writes nothing, so it runs in autocommit: no BEGIN and COMMIT round trips around its reads (two
+    reads in autocommit (:func:`request_conn`): no BEGIN and COMMIT round trips around its reads (two
     of a page's four or five; ``driver(conn).transaction()`` still opens a real one where a read
     needs it, as the search's ``SET LOCAL`` settings do)."""
-    if request.method in ("GET", "HEAD"):
-        with request.app.state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            yield conn
-        return
-    with request.app.state.engine.begin() as conn:
+    with request_conn(request) as conn:
         yield conn
-    if request.method not in ("GET", "HEAD"):  # a write has committed: tag counts are recounted
+    if request.method not in READS:  # a write has committed: tag counts are recounted
         request.app.state.tag_counts.clear()
 
 
 Conn = Annotated[Connection, Depends(get_conn, scope="function")]
-
-
-@contextmanager
-def short_conn(request: Request) -> Iterator[Connection]:
-    """A connection for a handler that first runs a search (which takes its own): held only here
-    (autocommit for a GET or HEAD, as :func:`get_conn`)."""
-    if request.method in ("GET", "HEAD"):
-        with request.app.state.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            yield conn
-        return
-    with request.app.state.engine.begin() as conn:
-        yield conn
 
 
 def driver(conn: Connection):

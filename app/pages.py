@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from app import auth, queries, uploads
 from app.api import MAX_UPLOAD, decode_upload
-from app.deps import Conn, Reviewer, Viewer, driver, short_conn
+from app.deps import Conn, Reviewer, Viewer, driver, request_conn
 from app.search import MODES, SearchFilters, SearchUnavailable, UnknownTag
 from assets.tagging import queue_order, review
 from assets.tagging.history import tag_history
@@ -230,7 +230,7 @@ def search_page(
     except (SearchUnavailable, UnknownTag, LookupError, ValueError) as exc:
         form = {"q": q, "mode": mode}
         error = str(exc)
-    with short_conn(request) as conn:  # after the search, which takes its own connections
+    with request_conn(request) as conn:  # after the search, which takes its own connections
         all_tags = queries.tag_names(conn)
     return render(request, "search.html", user, form=form, result=result, error=error, modes=MODES,
                   similar=similar, all_tags=all_tags)
@@ -247,7 +247,7 @@ def search_upload_page(request: Request, user: Viewer,
         error = str(exc.detail)
     except SearchUnavailable as exc:
         error = str(exc)
-    with short_conn(request) as conn:
+    with request_conn(request) as conn:
         all_tags = queries.tag_names(conn)
     return render(request, "search.html", user, form={"q": "", "mode": "semantic"}, result=result, error=error,
                   modes=MODES, similar="(uploaded photo)", all_tags=all_tags)

@@ -39,6 +39,7 @@ import numpy as np
 import psycopg
 from sqlalchemy import Engine
 
+from app.deps import autocommit
 from assets.tagging.search import SearchFilters, SearchSettings, UnknownTag, VectorSearch
 from creatorlens.queries import load_queries
 
@@ -126,7 +127,7 @@ class HybridSearch:
             with pg.transaction(force_rollback=True):
                 return work(pg)
         if not local_settings:
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as sa_conn:
+            with autocommit(self.engine) as sa_conn:
                 return work(sa_conn.connection.driver_connection)
         with self.engine.connect() as sa_conn:
             pg = sa_conn.connection.driver_connection

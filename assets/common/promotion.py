@@ -159,16 +159,6 @@ def _payload(lines: Any) -> memoryview:
     return memoryview(data)[int(bounds[0]):int(bounds[-1])]
 
 
-def _copy_lines(cur: psycopg.Cursor, table: str, columns: Sequence[str], lines: Any) -> int:
-    cols = ", ".join(columns)
-    payload = _payload(lines)
-    with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:  # noqa: S608 - constant identifiers
-        step = 8 << 20  # 8 MB writes: the server parses one while the next is sent
-        for start in range(0, len(payload), step):
-            copy.write(payload[start:start + step])
-    return len(lines)
-
-
 COPY_CHUNK_ROWS = 10_000  # rows built and sent at a time by _copy_frame_streamed (about 4.5 MB of images)
 
 
@@ -209,16 +199,15 @@ def copy_frame(cur: psycopg.Cursor, table: str, columns: Sequence[str], df: pd.D
     """COPY ``df``'s ``columns`` (a missing one is all-NULL) into a staging table; the rows it writes.
 
     Text, numbers, booleans and timestamps are turned into COPY's text format column by column in
-    pyarrow and sent as one buffer: no Python object per cell (``frame_rows`` + ``write_row`` spent
-    ~35 µs a row on images, more than the upsert itself). Frames with other cells (arrays such as
+    pyarrow and sent in chunks (:func:`_copy_frame_streamed`): no Python object per cell
+    (``frame_rows`` + ``write_row`` spent ~35 µs a row on images, more than the upsert itself).
+    Frames with other cells (arrays such as
     ``creators.sources``, mixed objects) take the per-row path, :func:`copy_rows`; both give the same rows.
     """
     if len(df) == 0:
         return 0
-    cells = _text_cells(df, columns)
-    if cells is None:
-        return copy_rows(cur, table, columns, frame_rows(df, columns))
-    return _copy_lines(cur, table, columns, _text_lines(cells))
+    sent = _copy_frame_streamed(cur, table, columns, df, {})
+    return copy_rows(cur, table, columns, frame_rows(df, columns)) if sent is None else sent
 
 
 def _constant_cell(value: str, n: int) -> Any:
