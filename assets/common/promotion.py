@@ -163,35 +163,30 @@ COPY_CHUNK_ROWS = 10_000  # rows built and sent at a time by _copy_frame_streame
 
 
 def _copy_frame_streamed(cur: psycopg.Cursor, table: str, columns: Sequence[str], df: pd.DataFrame,
-                         constants: dict[str, str]) -> int | None:
-    """COPY ``df`` built and sent ``COPY_CHUNK_ROWS`` at a time; None (nothing sent) if it needs the per-row path.
+                         constants: dict[str, str]) -> int:
+    """COPY ``df``, built and sent ``COPY_CHUNK_ROWS`` at a time; the rows it sent.
 
     Writes go through psycopg's ``QueuedLibpqWriter`` (a thread sends while this one builds the
     next chunk in pyarrow, which releases the GIL), so the server parses chunk k while chunk k + 1
-    is built: on two cores the client's ~3 µs a row mostly hides behind the server's work.
+    is built: on two cores the client's ~3 µs a row mostly hides behind the server's work. A chunk
+    whose cells the vectorised path cannot write (arrays such as ``creators.sources``, mixed objects)
+    goes row by row (``write_row``, psycopg's adapters) in the same COPY: both give the same rows.
     ``constants`` are columns with one value for every row (the batch key), written first.
     """
     from psycopg.copy import QueuedLibpqWriter
 
     chunk_rows = COPY_CHUNK_ROWS
-
-    def chunk(start: int) -> Any:
-        part = df.iloc[start:start + chunk_rows]
-        cells = _text_cells(part, columns)
-        return None if cells is None else _text_lines([*(_constant_cell(v, len(part)) for v in constants.values()),
-                                                       *cells])
-
-    first = chunk(0)  # proves the frame's types before anything is sent
-    if first is None:
-        return None
     cols = ", ".join([*constants, *columns])
     with cur.copy(f"COPY {table} ({cols}) FROM STDIN", writer=QueuedLibpqWriter(cur)) as copy:  # noqa: S608
-        copy.write(bytes(_payload(first)))
-        for start in range(chunk_rows, len(df), chunk_rows):
-            lines = chunk(start)
-            if lines is None:  # the same dtypes cannot change their minds; refuse rather than half-send
-                raise TypeError(f"{table}: rows from {start} need the per-row COPY path")
-            copy.write(bytes(_payload(lines)))
+        for start in range(0, len(df), chunk_rows):
+            part = df.iloc[start:start + chunk_rows]
+            cells = _text_cells(part, columns)
+            if cells is None:
+                for row in frame_rows(part.assign(**constants), [*constants, *columns]):
+                    copy.write_row(row)
+                continue
+            constant_cells = [_constant_cell(v, len(part)) for v in constants.values()]
+            copy.write(bytes(_payload(_text_lines([*constant_cells, *cells]))))
     return len(df)
 
 
@@ -201,13 +196,9 @@ def copy_frame(cur: psycopg.Cursor, table: str, columns: Sequence[str], df: pd.D
     Text, numbers, booleans and timestamps are turned into COPY's text format column by column in
     pyarrow and sent in chunks (:func:`_copy_frame_streamed`): no Python object per cell
     (``frame_rows`` + ``write_row`` spent ~35 µs a row on images, more than the upsert itself).
-    Frames with other cells (arrays such as
-    ``creators.sources``, mixed objects) take the per-row path, :func:`copy_rows`; both give the same rows.
+    A chunk with other cells (arrays such as ``creators.sources``, mixed objects) goes row by row.
     """
-    if len(df) == 0:
-        return 0
-    sent = _copy_frame_streamed(cur, table, columns, df, {})
-    return copy_rows(cur, table, columns, frame_rows(df, columns)) if sent is None else sent
+    return _copy_frame_streamed(cur, table, columns, df, {}) if len(df) else 0
 
 
 def _constant_cell(value: str, n: int) -> Any:
@@ -230,10 +221,9 @@ def _promote_images(cur: psycopg.Cursor, q: dict[str, str], params: dict[str, An
         try:
             with cur.connection.transaction():  # a savepoint
                 sent = _copy_frame_streamed(cur, "images", IMAGE_COLUMNS, df, {"batch_key": params["batch_key"]})
-                if sent is not None:
-                    result.staged["images"] = result.written["images"] = sent
-                    result.deleted["images"] = 0
-                    return
+            result.staged["images"] = result.written["images"] = sent
+            result.deleted["images"] = 0
+            return
         except psycopg.errors.UniqueViolation:
             pass  # a key another batch holds: upsert, which moves it
     result.staged["images"] = copy_frame(cur, "stage_images", IMAGE_COLUMNS, df)

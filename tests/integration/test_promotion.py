@@ -188,3 +188,22 @@ def test_a_first_promotion_streamed_in_chunks_lands_every_row_once(database_url,
         stored = conn.execute("SELECT image_key, batch_key, engagement FROM images ORDER BY image_id").fetchall()
     assert first.written["images"] == 30 and again.written["images"] == 0
     assert stored == [(f"instagram:{i}", "batch-00001", 11 * i) for i in range(30)]
+
+
+def test_a_chunk_the_vectorised_copy_cannot_write_goes_row_by_row_in_the_same_copy(database_url, monkeypatch):
+    """Each chunk picks its own path: creators whose first chunk has no sources (all NULL, vectorised) and
+    whose later chunks carry source lists (arrays: the per-row path) all land, with their lists."""
+    from assets.common import promotion
+
+    monkeypatch.setattr(promotion, "COPY_CHUNK_ROWS", 7)
+    url = database_url.replace("+psycopg", "")
+    creators = pd.DataFrame([{"platform": "instagram", "username": f"user{i:02d}", "category": "Art",
+                              "sources": None if i < 7 else [f"s{i}.csv"]} for i in range(20)])
+    empty = {"posts": pd.DataFrame(columns=["platform", "post_id"]),
+             "images": pd.DataFrame(columns=["image_key", "platform", "post_id", "username"]),
+             "duplicates": pd.DataFrame(columns=["image_key_a", "image_key_b", "distance", "kind"])}
+    with psycopg.connect(url) as conn:
+        result = promote(conn, "batch-00001", creators=creators, run_id="r1", code_version="t", **empty)
+        stored = conn.execute("SELECT username, sources FROM creators ORDER BY username").fetchall()
+    assert result.written["creators"] == 20
+    assert stored == [(f"user{i:02d}", [] if i < 7 else [f"s{i}.csv"]) for i in range(20)]
