@@ -133,6 +133,28 @@ def test_postgres_is_pgvector_and_creates_the_dagster_database():
     assert f"CREATE DATABASE {_env('webserver')['DAGSTER_PG_DB']}" in initdb
 
 
+def _default(value: str) -> str:
+    """The default of a compose ``${NAME:-default}`` value (the value itself when it has none)."""
+    return value.split(":-", 1)[1].rstrip("}") if ":-" in value else value
+
+
+def _bytes(size: str) -> int:
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    size = size.lower().rstrip("b")
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+
+
+def test_postgres_gets_the_memory_the_search_needs_and_room_for_parallel_hnsw_builds():
+    """shared_buffers sized for image_embeddings plus its HNSW index (README: ~4 GB per 500,000
+    images), and /dev/shm at least maintenance_work_mem: a parallel HNSW build allocates the graph
+    there, and Docker's 64 MB default fails it with "could not resize shared memory segment"."""
+    command = SERVICES["postgres"]["command"]
+    settings = dict(arg.split("=", 1) for arg in command[2::2])
+    assert command[0] == "postgres" and set(command[1::2]) == {"-c"}
+    assert _bytes(_default(settings["shared_buffers"])) >= 4 * 2**30
+    assert _bytes(_default(SERVICES["postgres"]["shm_size"])) >= _bytes(_default(settings["maintenance_work_mem"]))
+
+
 @pytest.mark.parametrize("config", [LOCAL, PROD], ids=["local", "prod"])
 def test_gpu_pool_tag_limits_and_retries(config):
     assert config["concurrency"]["pools"]["default_limit"] == 1
