@@ -105,10 +105,11 @@ async def _bad_data(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = False, embedder=None,
-               ef_search: int | None = None) -> FastAPI:
+               ef_search: int | None = None, gin_fuzzy_search_limit: int | None = None) -> FastAPI:
     """``embedder`` (optional) turns query text / images into vectors for semantic search;
-    ``ef_search`` is the HNSW candidate list of its index scans (``Settings.hnsw_ef_search``;
-    None: ``SearchTuning``'s default)."""
+    ``ef_search`` is the HNSW candidate list of its index scans (``Settings.hnsw_ef_search``) and
+    ``gin_fuzzy_search_limit`` the keyword half's (``Settings.search_gin_fuzzy_limit``); None:
+    ``SearchTuning``'s defaults."""
     # Swagger UI and ReDoc served from this app (fastapi-offline's bundle), not a CDN: /docs works offline.
     app: FastAPI = FastAPIOffline(
         title="creatorlens",
@@ -121,7 +122,8 @@ def create_app(engine: Engine, blob_root: Path | str, *, secure_cookies: bool = 
     app.state.embedder = embedder
     app.state.login_limits = LoginLimits()
     app.state.tag_counts = queries.TagCounts()
-    tuning = SearchTuning() if ef_search is None else SearchTuning(ef_search=ef_search)
+    given = {"ef_search": ef_search, "gin_fuzzy_search_limit": gin_fuzzy_search_limit}
+    tuning = SearchTuning(**{k: v for k, v in given.items() if v is not None})
     app.state.search = HybridSearch(engine, embedder, tuning=tuning)
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

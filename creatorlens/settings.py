@@ -217,6 +217,12 @@ class Settings(BaseSettings):
         default=100, ge=1, le=1000,
         description="HNSW search candidate list (recall vs latency; 100: recall@10 0.99 at 500,000 images).",
     )
+    search_gin_fuzzy_limit: int = Field(
+        default=5000, ge=0,
+        description="The keyword search's gin_fuzzy_search_limit: a word in more posts than this is ranked on a "
+                    "random subset of about this many (latency against keyword recall on very frequent words; "
+                    "0: every match).",
+    )
 
     # ---- tagging: VLM escalation, review queue order, tag history -------------------------
     vlm_base_url: str | None = Field(

@@ -36,6 +36,8 @@ IMAGE_COLUMNS = (
     "error_reason", "error", "sha256", "blob_key", "thumb_key", "byte_size", "width", "height",
     "source_format", "source_mode", "frames", "exif_rotated", "pdq_hash", "pdq_quality", "processed_at",
 )
+# images' copies of the search filters (sql/016_search_facets.sql); is_duplicate comes from its trigger
+FACET_COLUMNS = ("creator_category", "taken_at")
 DUPLICATE_COLUMNS = ("image_key_a", "image_key_b", "distance", "kind", "transform")
 
 # (result name, promote() argument, staging table, columns, statement suffix in promote_batch.sql)
@@ -154,6 +156,8 @@ def _payload(lines: Any) -> memoryview:
     """The lines as one buffer, as they lie in the arrow array (no Python string per row)."""
     if len(lines) == 0:
         return memoryview(b"")
+    if hasattr(lines, "combine_chunks"):  # a column pandas holds in arrow (a merge can give one) makes the lines chunked
+        lines = lines.combine_chunks()
     _, offsets, data = lines.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int64)[lines.offset:lines.offset + len(lines) + 1]
     return memoryview(data)[int(bounds[0]):int(bounds[-1])]
@@ -205,7 +209,24 @@ def _constant_cell(value: str, n: int) -> Any:
     return _copy_text_column(pd.Series([value] * n, dtype=object), n)
 
 
-def _promote_images(cur: psycopg.Cursor, q: dict[str, str], params: dict[str, Any], df: pd.DataFrame,
+def with_facets(images: pd.DataFrame, posts: pd.DataFrame, creators: pd.DataFrame) -> pd.DataFrame:
+    """``images`` with the search filters' columns (sql/016_search_facets.sql) from the batch's own
+    posts and creators: ``taken_at`` of the image's post, ``creator_category`` lower-cased. What the
+    frames do not say (a creator without a category here keeps the stored one) stays NULL, and
+    promote_batch.sql's ``sync_image_facets`` writes it from the warehouse after the COPY."""
+    out = images.drop(columns=[c for c in FACET_COLUMNS if c in images.columns])
+    if {"platform", "post_id", "taken_at"} <= set(posts.columns) and len(posts):
+        dates = posts[["platform", "post_id", "taken_at"]].drop_duplicates(["platform", "post_id"], keep="last")
+        out = out.merge(dates, on=["platform", "post_id"], how="left")
+    if {"platform", "username", "category"} <= set(creators.columns) and len(creators):
+        cats = creators[["platform", "username", "category"]].drop_duplicates(["platform", "username"], keep="last")
+        cats = cats.assign(creator_category=cats["category"].map(lambda v: v.lower() if isinstance(v, str) else None)).drop(columns="category")
+        out = out.merge(cats, on=["platform", "username"], how="left")
+    out.index = images.index
+    return out
+
+
+def _promote_images(cur: psycopg.Cursor, q: dict[str, str], params: dict[str, Any], frames: dict[str, pd.DataFrame],
                     result: PromotionResult) -> None:
     """The batch's images: straight into ``images`` on a batch's first promotion, else staged and upserted.
 
@@ -217,10 +238,13 @@ def _promote_images(cur: psycopg.Cursor, q: dict[str, str], params: dict[str, An
     alone) and deletes the batch's rows the frame no longer has. Every constraint, index and the
     upsert's semantics stay as they are.
     """
+    df = frames["images"]
     if len(df) and not cur.execute(q["batch_has_images"], params).fetchone()[0]:
         try:
             with cur.connection.transaction():  # a savepoint
-                sent = _copy_frame_streamed(cur, "images", IMAGE_COLUMNS, df, {"batch_key": params["batch_key"]})
+                sent = _copy_frame_streamed(cur, "images", (*IMAGE_COLUMNS, *FACET_COLUMNS),
+                                            with_facets(df, frames["posts"], frames["creators"]),
+                                            {"batch_key": params["batch_key"]})
             result.staged["images"] = result.written["images"] = sent
             result.deleted["images"] = 0
             return
@@ -258,13 +282,15 @@ def promote(
                 result.staged[name] = copy_frame(cur, table, columns, frames[arg])
         for name, _, _, _, suffix in _TABLES:
             if name == "images":  # after posts (the images' posts exist), before duplicates (which read images)
-                _promote_images(cur, q, params, frames["images"], result)
+                _promote_images(cur, q, params, frames, result)
                 continue
             cur.execute(q[f"upsert_{suffix}"], params)
             result.written[name] = cur.rowcount
             if f"delete_stale_{suffix}" in q:
                 cur.execute(q[f"delete_stale_{suffix}"], params)
                 result.deleted[name] = cur.rowcount
+        # the search filters' columns of the batch's images, now that their sources are written
+        cur.execute(q["sync_image_facets"], params)
         counts = {"staged": result.staged, "written": result.written, "deleted": result.deleted}
         cur.execute(
             q["record_promotion"],

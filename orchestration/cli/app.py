@@ -76,7 +76,8 @@ def serve(ctx: click.Context, host: str, port: int, secure_cookies: bool, no_sem
         click.echo(f"semantic search with {embedder.version} on {embedder.device.torch}")
     click.echo(f"creatorlens app on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     application = create_app(engine, settings.blob_root, secure_cookies=secure_cookies, embedder=embedder,
-                             ef_search=settings.hnsw_ef_search)
+                             ef_search=settings.hnsw_ef_search,
+                             gin_fuzzy_search_limit=settings.search_gin_fuzzy_limit)
     # uvicorn re-raises the SIGTERM it caught once it has shut down; as SystemExit it lets this
     # command stop the warehouse it started instead of dying with the signal and leaving it running.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

@@ -137,6 +137,21 @@ WHERE d.batch_key = %(batch_key)s
   AND NOT EXISTS (SELECT 1 FROM stage_duplicates s
                   WHERE s.image_key_a = d.image_key_a AND s.image_key_b = d.image_key_b);
 
+-- name: sync_image_facets
+-- The search filters' columns of the batch's images (sql/016_search_facets.sql): the creator's
+-- category, the post's date and the duplicate flag, from their sources, after images and duplicates
+-- are promoted. Only rows whose values differ are written: none on a first load, whose COPY carries
+-- them, nor on an unchanged rerun.
+UPDATE images i SET creator_category = f.creator_category, taken_at = f.taken_at, is_duplicate = f.is_duplicate
+FROM (SELECT b.image_id, lower(c.category) AS creator_category, p.taken_at,
+             EXISTS (SELECT 1 FROM image_duplicates d WHERE d.image_key_b = b.image_key) AS is_duplicate
+      FROM images b
+      LEFT JOIN creators c ON c.platform = b.platform AND c.username = b.username
+      LEFT JOIN posts p ON p.platform = b.platform AND p.post_id = b.post_id
+      WHERE b.batch_key = %(batch_key)s) f
+WHERE i.image_id = f.image_id
+  AND (i.creator_category, i.taken_at, i.is_duplicate) IS DISTINCT FROM (f.creator_category, f.taken_at, f.is_duplicate);
+
 -- name: record_promotion
 INSERT INTO promotions (batch_key, run_id, code_version, counts)
 VALUES (%(batch_key)s, %(run_id)s, %(code_version)s, %(counts)s)

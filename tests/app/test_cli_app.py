@@ -45,18 +45,19 @@ def test_first_start_creates_one_reviewer_and_serving_without_weights_says_how_t
     assert embedder is None and "creatorlens models pull image_embedder" in why
 
 
-def test_serve_hands_the_ef_search_setting_to_the_app(tmp_path, database_url, monkeypatch) -> None:
-    """CREATORLENS_HNSW_EF_SEARCH (Settings.hnsw_ef_search) reaches the search the served app runs."""
+def test_serve_hands_the_search_settings_to_the_app(tmp_path, database_url, monkeypatch) -> None:
+    """CREATORLENS_HNSW_EF_SEARCH and CREATORLENS_SEARCH_GIN_FUZZY_LIMIT reach the search the served app runs."""
     import uvicorn
 
     served: dict = {}
     monkeypatch.setattr(uvicorn, "run", lambda application, **kwargs: served.update(app=application, **kwargs))
     env = {"CREATORLENS_STATE_DIR": str(tmp_path / "state"), "DATABASE_URL": database_url,
-           "CREATORLENS_HNSW_EF_SEARCH": "123"}
+           "CREATORLENS_HNSW_EF_SEARCH": "123", "CREATORLENS_SEARCH_GIN_FUZZY_LIMIT": "0"}
     result = CliRunner().invoke(cli, ["app", "serve", "--no-semantic", "--port", "8123"], env=env,
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert served["port"] == 8123 and served["app"].state.search.tuning.ef_search == 123
+    tuning = served["app"].state.search.tuning
+    assert served["port"] == 8123 and (tuning.ef_search, tuning.gin_fuzzy_search_limit) == (123, 0)
 
 
 def test_api_tokens_are_listed_without_secrets_expire_and_can_be_revoked(tmp_path, database_url, engine) -> None:

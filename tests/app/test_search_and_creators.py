@@ -130,6 +130,133 @@ def test_the_exact_ranking_and_the_filtered_index_scan_agree(web_app, app_engine
         assert via_index and [i for i, _ in via_index] == [i for i, _ in via_exact], flt
 
 
+def test_every_filter_path_matches_a_brute_force_over_the_source_tables(web_app, app_engine) -> None:
+    """The search filters read images' own copies of the creator's category, the post's date and the
+    duplicate flag (sql/016_search_facets.sql) and, for the exact ranking, intersect the tag and
+    category sets. Each path (HNSW scan, exact by intersected sets, exact per row) must give the
+    exact k nearest of the images that the source tables say pass: creators.category, posts.taken_at,
+    image_duplicates and the effective tags, filtered and ranked here in Python."""
+    embedder = web_app.state.embedder
+    vector = embedder.embed_texts(["a photo of the moon"])[0]
+    version, dim = HybridSearch(app_engine, embedder).model()
+    with app_engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT i.image_id, i.image_key, lower(c.category), p.taken_at, e.embedding::text "
+            "FROM images i JOIN image_embeddings e USING (image_id) "
+            "LEFT JOIN creators c ON c.platform = i.platform AND c.username = i.username "
+            "LEFT JOIN posts p ON p.platform = i.platform AND p.post_id = i.post_id "
+            "WHERE i.status = 'ok' AND e.model_version = :v"), {"v": version}).all()
+        hidden = set(conn.execute(text("SELECT image_key_b FROM image_duplicates")).scalars())
+        tag = conn.execute(text("SELECT g.name FROM image_tags t JOIN tags g USING (tag_id) WHERE t.present "
+                                "GROUP BY g.name ORDER BY count(*) DESC, g.name LIMIT 1")).scalar_one()
+        tagged = set(conn.execute(text(
+            "SELECT t.image_id FROM effective_image_tags(:v) t JOIN tags g USING (tag_id) "
+            "WHERE g.name = :t AND t.present"), {"v": version, "t": tag}).scalars())
+    counted: dict[str, int] = {}
+    for r in rows:
+        if r[2] is not None:
+            counted[r[2]] = counted.get(r[2], 0) + 1
+    categories = sorted(counted, key=lambda c: (-counted[c], c))[:2]  # the two with most searchable images
+    dates = sorted(r[3] for r in rows if r[3] is not None)
+    middle = dates[len(dates) // 2]
+    second = sorted(r[3] for r in rows if r[3] is not None and r[2] == categories[1])
+    vectors = np.array([np.array(r[4].strip("[]").split(","), dtype=np.float32) for r in rows])
+    distance = 1 - vectors @ vector / np.linalg.norm(vectors, axis=1) / np.linalg.norm(vector)
+
+    def expected(f: SearchFilters, k: int) -> list[int]:
+        keep = [n for n, r in enumerate(rows)
+                if (f.category is None or r[2] == f.category.lower())
+                and (f.tag is None or r[0] in tagged)
+                and (f.date_from is None or (r[3] is not None and r[3] >= f.date_from))
+                and not (f.hide_duplicates and r[1] in hidden)]
+        return [rows[n][0] for n in sorted(keep, key=lambda n: distance[n])[:k]]
+
+    paths = {"index": SearchTuning(exact_below=-1, max_scan_tuples=100_000),
+             "exact": SearchTuning(exact_below=10**9)}
+    cases = [SearchFilters(tag=tag), SearchFilters(category=categories[0].upper()),
+             SearchFilters(category=categories[1], date_from=second[len(second) // 2]),
+             SearchFilters(date_from=middle, hide_duplicates=True),
+             SearchFilters(category=categories[0], tag=tag, date_from=dates[0], hide_duplicates=True)]
+    checked = 0
+    for flt in cases:
+        want = expected(flt, 10)
+        assert want and len(want) < len(expected(SearchFilters(), 10**6)), flt  # each case filters something out
+        for name, tuning in paths.items():
+            got, _ = HybridSearch(app_engine, embedder, tuning=tuning).nearest(vector, flt, version, dim, limit=10)
+            assert [i for i, _ in got] == want, (name, flt)
+            checked += 1
+    assert checked == 2 * len(cases)
+
+
+def test_the_keyword_tag_field_keeps_the_best_effective_rows_whatever_reviewers_decided(web_app, app_engine) -> None:
+    """The tag field reads a tag's best model rows in confidence order and stops (app_search.sql):
+    with reviewers vetoing the model's best rows and adding the tag elsewhere, it must still return
+    the per_field best rows of effective_image_tags, as ranking all of them would."""
+    per_field = 3
+    with app_engine.begin() as conn:
+        version = HybridSearch(app_engine, None).model()[0]
+        tag_id, name = conn.execute(text(
+            "SELECT g.tag_id, g.name FROM image_tags t JOIN tags g USING (tag_id) "
+            "WHERE t.present AND t.source = 'ai' AND t.model_version = :v AND g.name ~ '^[a-z]+$' "
+            "GROUP BY g.tag_id, g.name ORDER BY count(*) DESC, g.name LIMIT 1"), {"v": version}).one()
+        ranked = conn.execute(text(
+            "SELECT image_id FROM image_tags WHERE tag_id = :t AND model_version = :v AND source = 'ai' AND present "
+            "ORDER BY confidence DESC, image_id"), {"t": tag_id, "v": version}).scalars().all()
+        assert len(ranked) > per_field + 2
+        untagged = conn.execute(text(
+            "SELECT image_id FROM images WHERE status = 'ok' AND image_id <> ALL(:ids) ORDER BY image_id LIMIT 1"),
+            {"ids": ranked}).scalar_one()
+        # reviewers: "no" on the model's two best rows, "yes" on an image the model did not tag
+        for image_id, present in ((ranked[0], False), (ranked[1], False), (untagged, True)):
+            conn.execute(text(
+                "INSERT INTO image_tags (image_id, tag_id, source, model_version, present, reviewer) "
+                "VALUES (:i, :t, 'user', '', :p, 'rita')"), {"i": image_id, "t": tag_id, "p": present})
+        expected = conn.execute(text(
+            "SELECT image_id FROM effective_image_tags(:v) WHERE tag_id = :t AND present "
+            "ORDER BY CASE WHEN source = 'user' THEN 1.0 ELSE confidence END DESC, image_id LIMIT :n"),
+            {"v": version, "t": tag_id, "n": per_field}).scalars().all()
+    assert expected[0] == untagged and ranked[0] not in expected and ranked[1] not in expected
+    search = HybridSearch(app_engine, None, tuning=SearchTuning(per_field=per_field))
+    rows, _ = search.keyword(name, SearchFilters(), version, limit=100)
+    assert {r[0] for r in rows if "tag" in r[2]} == set(expected)
+
+
+def test_the_keyword_half_samples_a_frequent_word_only_under_gin_fuzzy_search_limit(app_engine) -> None:
+    """SearchTuning.gin_fuzzy_search_limit reaches the keyword half's GIN scans: 6,000 captions hold a
+    word, 500 of them three times (ts_rank puts those first). With the limit off (0) or above the
+    word's 6,000 matches, the caption field's 500 candidates are exactly those 500; under a limit of
+    1,000 the ranking sees a random sixth of the matches and most of them are missed."""
+    with app_engine.begin() as conn:
+        version = HybridSearch(app_engine, None).model()[0]
+        conn.execute(text(
+            "INSERT INTO posts (platform, post_id, username, taken_at, caption, batch_key) "
+            "SELECT 'instagram', 'gin' || n, 'astro.sam', now(), "
+            "       CASE WHEN n <= 500 THEN 'zzfrequent zzfrequent zzfrequent' ELSE 'zzfrequent once' END, 'gin' "
+            "FROM generate_series(1, 6000) n"))
+        conn.execute(text(
+            "INSERT INTO images (image_key, platform, post_id, username, batch_key, rank, engagement, status, sha256, pdq_hash, "
+            "                    pdq_quality) "
+            "SELECT 'instagram:gin' || n, 'instagram', 'gin' || n, 'astro.sam', 'gin', 1, 0, 'ok', "
+            "       lpad(to_hex(n), 64, '0'), lpad(to_hex(n), 64, '0'), 90 FROM generate_series(1, 6000) n"))
+        repeated = set(conn.execute(text(
+            "SELECT image_id FROM images WHERE post_id IN (SELECT 'gin' || n FROM generate_series(1, 500) n)"))
+            .scalars())
+        # new rows wait in the GIN index's pending list, read whole, until (auto)vacuum merges them
+        conn.execute(text("SELECT gin_clean_pending_list('posts_caption_tsv')"))
+        # the sample warehouse is small: make the planner take the GIN index, as on a real one
+        conn.execute(text(f"ALTER DATABASE {app_engine.url.database} SET enable_seqscan = off"))
+    app_engine.dispose()
+
+    def captions(limit: int) -> set[int]:
+        search = HybridSearch(app_engine, None, tuning=SearchTuning(gin_fuzzy_search_limit=limit))
+        rows, _ = search.keyword("zzfrequent", SearchFilters(), version, limit=1000)
+        return {r[0] for r in rows if "caption" in r[2]}
+
+    assert captions(0) == repeated
+    assert captions(10_000) == repeated
+    assert len(captions(1_000) & repeated) < 400
+
+
 def test_the_ef_search_setting_reaches_the_search_transaction(app_engine, filled_warehouse) -> None:
     """create_app(ef_search=...) sets hnsw.ef_search inside the transaction the vector search runs in
     (never below the k asked for); without it the app keeps SearchTuning's default."""

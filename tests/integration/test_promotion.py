@@ -8,7 +8,8 @@ import pandas as pd
 import psycopg
 import pytest
 
-from assets.common.promotion import promote
+from assets.common.promotion import promote, with_facets
+from creatorlens.queries import load_queries
 
 
 def _frames(n_images: int = 3, batch_user: str = "alice"):
@@ -207,3 +208,86 @@ def test_a_chunk_the_vectorised_copy_cannot_write_goes_row_by_row_in_the_same_co
         stored = conn.execute("SELECT username, sources FROM creators ORDER BY username").fetchall()
     assert result.written["creators"] == 20
     assert stored == [(f"user{i:02d}", [] if i < 7 else [f"s{i}.csv"]) for i in range(20)]
+
+
+def _facets(conn) -> dict[str, tuple]:
+    return {r[0]: r[1:] for r in conn.execute(
+        "SELECT image_key, creator_category, taken_at, is_duplicate FROM images ORDER BY image_key").fetchall()}
+
+
+def _drift(conn) -> list[tuple]:
+    return conn.execute(load_queries("search.sql")["search_facets_drift"]).fetchall()
+
+
+def test_the_search_facets_follow_promotion_corrections_and_other_batches(database_url):
+    """images.creator_category / taken_at / is_duplicate (sql/016) agree with creators, posts and
+    image_duplicates after a first load, a rerun, a creator without a category in the frame, a
+    correction made outside promotion, a pair found by another batch and a pair removed."""
+    url = database_url.replace("+psycopg", "")
+    creators, posts, images, dups = _frames()
+    carousel = images.iloc[[2]].assign(image_key="instagram:2:2", rank=4)  # post 2's second image
+    images = pd.concat([images, carousel], ignore_index=True)
+    with psycopg.connect(url, autocommit=True) as conn:  # each promote() its own transaction
+        first = _promote(conn, (creators, posts, images, dups))
+        assert first.written["images"] == 4
+        assert _facets(conn) == {
+            "instagram:0": ("art", datetime(2024, 1, 1, tzinfo=UTC), False),
+            "instagram:1": ("art", datetime(2024, 1, 2, tzinfo=UTC), False),
+            "instagram:2": ("art", datetime(2024, 1, 3, tzinfo=UTC), True),  # the larger key of the pair
+            "instagram:2:2": ("art", datetime(2024, 1, 3, tzinfo=UTC), False),
+        }
+        assert _drift(conn) == []
+        # a rerun whose creator row says nothing about the category keeps the stored one
+        _promote(conn, (creators.assign(category=None), posts, images, dups), run_id="run-2")
+        assert {f[0] for f in _facets(conn).values()} == {"art"} and _drift(conn) == []
+        # the source changes: a new category, a post re-dated
+        creators = creators.assign(category="Photography")
+        posts.loc[posts["post_id"] == "1", "taken_at"] = datetime(2025, 5, 5, tzinfo=UTC)
+        _promote(conn, (creators, posts, images, dups), run_id="run-3")
+        facets = _facets(conn)
+        assert {f[0] for f in facets.values()} == {"photography"}
+        assert facets["instagram:1"][1] == datetime(2025, 5, 5, tzinfo=UTC)
+        # a correction outside promotion (the app, an operator) reaches images through the triggers
+        conn.execute("UPDATE creators SET category = 'Travel' WHERE username = 'alice'")
+        conn.execute("UPDATE posts SET taken_at = '2023-03-03T00:00:00Z' WHERE post_id = '2'")
+        facets = _facets(conn)
+        assert {f[0] for f in facets.values()} == {"travel"}
+        assert facets["instagram:2"][1] == facets["instagram:2:2"][1] == datetime(2023, 3, 3, tzinfo=UTC)
+        assert _drift(conn) == []
+        # another batch finds a pair with one of this batch's images as its larger key
+        b_creators, b_posts, b_images, _ = _frames(n_images=2, batch_user="bob")
+        b_posts = b_posts.iloc[[1]].assign(post_id="b0")
+        b_images = b_images.iloc[[1]].assign(post_id="b0", image_key="instagram:00-b0")  # an ok image
+        pair = pd.DataFrame([{"image_key_a": "instagram:00-b0", "image_key_b": "instagram:1", "distance": 3,
+                              "kind": "near"}])
+        promote(conn, "batch-00002", creators=b_creators, posts=b_posts, images=b_images, duplicates=pair,
+                run_id="run-b", code_version="test")
+        assert _facets(conn)["instagram:1"][2] is True and _drift(conn) == []
+        # that batch's rerun no longer finds it: the flag goes with the pair
+        promote(conn, "batch-00002", creators=b_creators, posts=b_posts, images=b_images,
+                duplicates=pair.iloc[0:0], run_id="run-b2", code_version="test")
+        assert _facets(conn)["instagram:1"][2] is False and _drift(conn) == []
+        conn.execute("DELETE FROM image_duplicates")
+        assert not any(f[2] for f in _facets(conn).values()) and _drift(conn) == []
+
+
+def test_a_first_load_copies_the_facets_and_the_sync_then_writes_nothing(database_url):
+    """The COPY path carries creator_category and taken_at from the batch's own frames
+    (with_facets), so sync_image_facets has nothing to write: the first load stays one write per row."""
+    url = database_url.replace("+psycopg", "")
+    creators, posts, images, dups = _frames()
+    framed = with_facets(images, posts, creators)
+    assert list(framed["creator_category"]) == ["art"] * 3
+    assert list(framed["taken_at"]) == list(posts["taken_at"])
+    assert framed.index.equals(images.index)
+    with psycopg.connect(url, autocommit=True) as conn:
+        _promote(conn, (creators, posts, images, dups))
+        xmins = dict(conn.execute("SELECT image_key, xmin::text FROM images").fetchall())
+        with conn.transaction():
+            written = conn.execute(load_queries("promote_batch.sql")["sync_image_facets"],
+                                   {"batch_key": "batch-00001"}).rowcount
+        after = dict(conn.execute("SELECT image_key, xmin::text FROM images").fetchall())
+    assert written == 0
+    # instagram:2 was written twice in the promotion (the pair's trigger set is_duplicate); the
+    # others once, by the COPY
+    assert after == xmins
