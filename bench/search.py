@@ -268,11 +268,14 @@ def load(conn: psycopg.Connection, c: Corpus, m: int, ef_construction: int, main
              ((PLATFORM, f"{i:08d}", username(c.image_creator[i]), f"sc{i:08d}",
                NOW - timedelta(days=float(c.taken_days[i])), c.captions[i], int(i * 31 % 5000), int(i * 7 % 300),
                batch(c.image_creator[i])) for i in range(c.n)))
+        # with the search filters' copies of the creator's category and the post's date, as a first
+        # promotion COPYs them (assets.common.promotion.with_facets); is_duplicate is the pairs' trigger's
         copy(cur, "images", "image_key, platform, post_id, username, batch_key, rank, engagement, status, sha256, "
-             "thumb_key, pdq_hash, pdq_quality, width, height, processed_at",
+             "thumb_key, pdq_hash, pdq_quality, width, height, processed_at, creator_category, taken_at",
              ((image_key(i), PLATFORM, f"{i:08d}", username(c.image_creator[i]), batch(c.image_creator[i]),
                i % 12 + 1, int(i * 31 % 5000), "ok", f"{i:064x}", f"thumbs/{i:08d}.webp", f"{i * 7:064x}", 90,
-               1080, 1350, NOW) for i in range(c.n)))
+               1080, 1350, NOW, CATEGORIES[c.creator_category[c.image_creator[i]]],
+               NOW - timedelta(days=float(c.taken_days[i]))) for i in range(c.n)))
         log(f"  posts + images: {c.n:,} [{time.perf_counter() - t:.0f}s]")
         copy(cur, "ocr_texts", "image_key, line_idx, batch_key, text, confidence, box, model_version",
              ((image_key(i), line, batch(c.image_creator[i]), text, 0.9, [0, 0, 10, 0, 10, 5, 0, 5], "bench-ocr")
@@ -294,6 +297,12 @@ def load(conn: psycopg.Connection, c: Corpus, m: int, ef_construction: int, main
         copy(cur, "image_tags", "image_id, tag_id, source, model_version, present, reviewer",
              [(image_id[i], tid[t], "user", "", False, "bench") for i, t in c.user_no] +
              [(image_id[i], tid[t], "user", "", True, "bench") for i, t in c.user_yes])
+        sync = load_queries("promote_batch.sql")["sync_image_facets"]
+        fixed = 0
+        for b in range(20):  # what promotion runs per batch: writes nothing when the COPY got them right
+            cur.execute(sync, {"batch_key": f"bench-{b:02d}"})
+            fixed += cur.rowcount
+        log(f"  search facets: {fixed:,} images corrected by sync_image_facets")
         log(f"  OCR lines: {len(c.ocr):,}, duplicate pairs: {len(c.duplicates):,}, tags: {3 * c.n:,} AI + "
             f"{len(c.user_no) + len(c.user_yes):,} reviewer [{time.perf_counter() - t:.0f}s]")
     with conn.transaction():
@@ -413,6 +422,15 @@ class CountingSearch(HybridSearch):
         self.vectors = CountingVectors(self.tuning)
 
 
+class PerRowExactVectors(CountingVectors):
+    """The exact ranking without the intersected id sets (search.sql nearest_images_exact: the tag and
+    category tested per row), as before the sets statement: the baseline for nearest_images_exact_sets."""
+
+    def rank_exactly(self, conn, params, filters, dim):
+        self.exact_rankings += 1
+        return conn.execute(self.statement("nearest_images_exact", dim, filters), params, prepare=False).fetchall()
+
+
 def exact_scan(search: HybridSearch) -> HybridSearch:
     """The same search with the semantic half's transaction forbidding index scans (exact, no HNSW)."""
     vectors = search.vectors
@@ -451,7 +469,11 @@ def tuning_from(args) -> SearchTuning:
     return SearchTuning(candidates=default.candidates, per_field=default.per_field,
                         ef_search=args.ef_search or default.ef_search,
                         max_scan_tuples=args.max_scan_tuples or default.max_scan_tuples,
-                        exact_below=default.exact_below if args.exact_below is None else args.exact_below)
+                        exact_below=default.exact_below if args.exact_below is None else args.exact_below,
+                        gin_fuzzy_search_limit=(default.gin_fuzzy_search_limit if args.gin_fuzzy_search_limit is None
+                                                else args.gin_fuzzy_search_limit),
+                        probe_scan_tuples=(default.probe_scan_tuples if args.probe_scan_tuples is None
+                                           else args.probe_scan_tuples))
 
 
 def run_case(search: HybridSearch, case: Case, queries: list[Query], warmup: int, limit: int) -> Measured:
@@ -555,6 +577,14 @@ def main() -> None:
     ap.add_argument("--ef-search", type=int, default=None, help="hnsw.ef_search (default: SearchTuning's)")
     ap.add_argument("--max-scan-tuples", type=int, default=None,
                     help="hnsw.max_scan_tuples, the filtered scan's budget (default: SearchTuning's)")
+    ap.add_argument("--gin-fuzzy-search-limit", type=int, default=None,
+                    help="the keyword half's gin_fuzzy_search_limit, 0 = off (default: SearchTuning's)")
+    ap.add_argument("--probe-scan-tuples", type=int, default=None,
+                    help="the filtered scan's budget where filters look too selective, 0 = exact at once "
+                         "(default: SearchTuning's)")
+    ap.add_argument("--only", default=None,
+                    help="run only the cases whose name contains one of these comma-separated words (a quick "
+                         "look at a few; the summary and --record need every case)")
     ap.add_argument("--exact-below", type=int, default=None,
                     help="filters estimated to leave fewer images are ranked exactly (default: SearchTuning's)")
     ap.add_argument("--shared-buffers", default="1GB",
@@ -580,6 +610,8 @@ def main() -> None:
                          "match (default: a temporary folder, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary database folder (printed)")
     args = ap.parse_args()
+    if args.only and args.record:
+        ap.error("--record needs every case: drop --only")
     creators = args.creators or max(1, args.n // 10)
     centres = args.centres or max(10, args.n // 100)
     rng = np.random.default_rng(args.seed)
@@ -615,6 +647,10 @@ def main() -> None:
             stored = conn.execute("SELECT params FROM bench_search_meta").fetchone() if exists else None
             if stored is not None and stored[0] == params:
                 log(f"reusing the database in {root} (same parameters)")
+                applied = apply_migrations(get_engine(sa_url, migrate=False))
+                if applied:  # a migration since the load (016: the search facets' columns and indexes)
+                    conn.execute("VACUUM ANALYZE")
+                    log(f"  applied migrations {', '.join(applied)} to it")
             else:
                 if exists or conn.execute("SELECT to_regclass('images') IS NOT NULL").fetchone()[0]:
                     raise SystemExit(f"{root} holds a database loaded with other parameters ({stored and stored[0]}); "
@@ -643,6 +679,8 @@ def main() -> None:
             args.build = built
             log(f"image_embeddings {sizes[0]} (HNSW index {sizes[1]}); shared_buffers {sizes[2]}; {args.server}")
         results = measure_all(sa_url, corpus, queries, args)
+        if args.only:
+            return  # the cases' lines above are the output
     finally:
         server.cleanup()
         if keep:
@@ -667,7 +705,11 @@ def measure_all(sa_url: str, c: Corpus, queries: list[Query], args) -> dict[str,
         # pgvector's default budget; the exact ranking only if it still comes back short.
         "hnsw_first": CountingSearch(engine, embedder, tuning=dataclasses.replace(
             tuning, exact_below=-1, max_scan_tuples=20_000)),
+        # the keyword half ranking every match of a frequent word (no gin_fuzzy_search_limit)
+        "whole_gin": CountingSearch(engine, embedder, tuning=dataclasses.replace(tuning, gin_fuzzy_search_limit=0)),
+        "per_row_exact": CountingSearch(engine, embedder, tuning=tuning),
     }
+    searches["per_row_exact"].vectors = PerRowExactVectors(tuning)
     if args.warm_index:
         t = time.perf_counter()
         rng = np.random.default_rng(args.seed + 1)
@@ -714,7 +756,13 @@ def measure_all(sa_url: str, c: Corpus, queries: list[Query], args) -> dict[str,
         Case("semantic + rare tag, HNSW first", "semantic", lambda q: SearchFilters(tag=rarest), "hnsw_first",
              group="baseline"),
         Case("semantic + all four filters, HNSW first", "semantic", combined, "hnsw_first", group="baseline"),
+        Case("semantic + all four, exact per row", "semantic", combined, "per_row_exact", group="baseline"),
+        Case("keyword only, every GIN match", "keyword", none, "whole_gin", group="baseline"),
+        Case("hybrid, every GIN match", "hybrid", none, "whole_gin", group="baseline"),
     ]
+    if args.only:
+        words = [w.strip() for w in args.only.split(",") if w.strip()]
+        cases = [case for case in cases if any(w in case.name for w in words)]
     out = {}
     for case in cases:
         t = time.perf_counter()
@@ -768,6 +816,15 @@ def report(results: dict[str, Measured], c: Corpus, queries: list[Query], embed:
           "semantic + rare tag: estimate first vs HNSW first")
     ratio("semantic + all four filters, HNSW first", "semantic + all four filters",
           "semantic + all four filters: estimate first vs HNSW first")
+    ratio("semantic + all four, exact per row", "semantic + all four filters",
+          "semantic + all four filters: intersected id sets vs per-row filters")
+    ratio("keyword only, every GIN match", "keyword only", "keyword: gin_fuzzy_search_limit vs every match")
+    ratio("hybrid, every GIN match", "hybrid", "hybrid: gin_fuzzy_search_limit vs every match")
+    for truth, other in (("keyword only, every GIN match", "keyword only"), ("hybrid, every GIN match", "hybrid")):
+        for kind in ("common word", None):
+            rec = keyword_recall(results, queries, truth, other, kind)
+            log(f"  recall@{args.limit} of {other!r} against {truth!r}"
+                f"{f' ({kind} queries)' if kind else ' (every query)'}: {rec:.3f}")
     for truth, other in (("semantic only, exact scan", "semantic only"),
                          ("semantic + rare tag", "semantic + rare tag, HNSW first"),
                          ("semantic + all four filters", "semantic + all four filters, HNSW first")):
@@ -794,6 +851,15 @@ def report(results: dict[str, Measured], c: Corpus, queries: list[Query], embed:
         "maintenance workers)")
     if args.record:
         record_figures(results, c, queries, embed, args)
+
+
+def keyword_recall(results: dict[str, Measured], queries: list[Query], truth: str, other: str,
+                   kind: str | None) -> float:
+    """Mean share of ``truth``'s results that ``other`` also returns, over queries of ``kind`` (None: all)."""
+    t, o = results[truth], results[other]
+    rec = [len(set(x) & set(y)) / len(y) for q, x, y in zip(queries, o.keys, t.keys, strict=False)
+           if y and (kind is None or q.kind == kind)]
+    return float(np.mean(rec)) if rec else float("nan")
 
 
 def record_figures(results: dict[str, Measured], c: Corpus, queries: list[Query], embed: dict | None, args) -> None:
@@ -827,7 +893,15 @@ def record_figures(results: dict[str, Measured], c: Corpus, queries: list[Query]
          f"recall@{args.limit} {recall('semantic only, exact scan', 'semantic only'):.3f}); halves one after the "
          f"other p50 {p50('hybrid, halves one after the other')} ms; rare tag through the HNSW scan first p50 "
          f"{p50('semantic + rare tag, HNSW first')} ms, recall {recall('semantic + rare tag', 'semantic + rare tag, HNSW first'):.2f} "
-         f"(estimate first: {p50('semantic + rare tag')} ms, exact)"),
+         f"(estimate first: {p50('semantic + rare tag')} ms, exact); all four filters' exact ranking per row "
+         f"instead of by intersected id sets: semantic half p95 {p95('semantic + all four, exact per row')} ms; "
+         f"keyword half ranking every match of a frequent word: keyword only p95 "
+         f"{p95('keyword only, every GIN match')} ms, hybrid p95 {p95('hybrid, every GIN match')} ms (recall@"
+         f"{args.limit} of the sampled ranking against it: keyword "
+         f"{keyword_recall(results, queries, 'keyword only, every GIN match', 'keyword only', None):.3f}, "
+         f"{keyword_recall(results, queries, 'keyword only, every GIN match', 'keyword only', 'common word'):.3f} "
+         f"on common-word queries; hybrid "
+         f"{keyword_recall(results, queries, 'hybrid, every GIN match', 'hybrid', None):.3f})"),
         (f"the same warehouse's vector index ({c.n:,} × {c.dim}, m={args.m}, ef_construction={args.ef_construction})",
          f"image_embeddings {args.sizes[0]}, HNSW index {args.sizes[1]}; served with shared_buffers "
          f"{args.shared_buffers_now}" + (f"; built in {args.build[0]:.0f} s with {args.build[1]} parallel maintenance "
