@@ -215,13 +215,24 @@ def with_facets(images: pd.DataFrame, posts: pd.DataFrame, creators: pd.DataFram
     frames do not say (a creator without a category here keeps the stored one) stays NULL, and
     promote_batch.sql's ``sync_image_facets`` writes it from the warehouse after the COPY."""
     out = images.drop(columns=[c for c in FACET_COLUMNS if c in images.columns])
-    if {"platform", "post_id", "taken_at"} <= set(posts.columns) and len(posts):
-        dates = posts[["platform", "post_id", "taken_at"]].drop_duplicates(["platform", "post_id"], keep="last")
-        out = out.merge(dates, on=["platform", "post_id"], how="left")
-    if {"platform", "username", "category"} <= set(creators.columns) and len(creators):
-        cats = creators[["platform", "username", "category"]].drop_duplicates(["platform", "username"], keep="last")
-        cats = cats.assign(creator_category=cats["category"].map(lambda v: v.lower() if isinstance(v, str) else None)).drop(columns="category")
-        out = out.merge(cats, on=["platform", "username"], how="left")
+    lower = lambda v: v.lower() if isinstance(v, str) else None  # noqa: E731
+    sources = (
+        (posts, ["platform", "post_id"], "taken_at", "taken_at", None),
+        (creators, ["platform", "username"], "category", "creator_category", lower),
+    )
+    for frame, keys, column, facet, convert in sources:
+        if not len(frame) or not {*keys, column} <= set(frame.columns) or not set(keys) <= set(out.columns):
+            continue
+        values = frame[[*keys, column]].drop_duplicates(keys, keep="last").rename(columns={column: facet})
+        if convert is not None:
+            values[facet] = values[facet].map(convert)
+        try:
+            out = out.merge(values, on=keys, how="left")
+        except (ValueError, TypeError):  # keys of other types in the two frames: sync_image_facets fills it
+            continue
+    for facet in FACET_COLUMNS:
+        if facet not in out.columns:
+            out[facet] = None
     out.index = images.index
     return out
 

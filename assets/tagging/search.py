@@ -138,7 +138,7 @@ class VectorSearch:
 
     @staticmethod
     def id_set_filters(filters: SearchFilters) -> list[str]:
-        """search.sql's ``set_*`` fragments: the filters in use that are id sets read from an index."""
+        """search.sql's ``ids_*`` fragments: the filters in use that are id sets read from an index."""
         return (["ids_category"] if filters.category is not None else []) + (["ids_tag"] if filters.tag is not None else [])
 
     def _and(self, names: Sequence[str]) -> pgsql.Composed:

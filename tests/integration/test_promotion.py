@@ -280,6 +280,8 @@ def test_a_first_load_copies_the_facets_and_the_sync_then_writes_nothing(databas
     assert list(framed["creator_category"]) == ["art"] * 3
     assert list(framed["taken_at"]) == list(posts["taken_at"])
     assert framed.index.equals(images.index)
+    # posts whose ids came through as numbers: no facet from them, no error (the sync fills it)
+    assert with_facets(images, posts.assign(post_id=range(3)), creators)["taken_at"].isna().all()
     with psycopg.connect(url, autocommit=True) as conn:
         _promote(conn, (creators, posts, images, dups))
         xmins = dict(conn.execute("SELECT image_key, xmin::text FROM images").fetchall())
