@@ -177,15 +177,12 @@ def test_every_filter_path_matches_a_brute_force_over_the_source_tables(web_app,
              SearchFilters(category=categories[1], date_from=second[len(second) // 2]),
              SearchFilters(date_from=middle, hide_duplicates=True),
              SearchFilters(category=categories[0], tag=tag, date_from=dates[0], hide_duplicates=True)]
-    checked = 0
     for flt in cases:
         want = expected(flt, 10)
-        assert want and len(want) < len(expected(SearchFilters(), 10**6)), flt  # each case filters something out
+        assert want and len(expected(flt, len(rows))) < len(rows), flt  # each case filters something out
         for name, tuning in paths.items():
             got, _ = HybridSearch(app_engine, embedder, tuning=tuning).nearest(vector, flt, version, dim, limit=10)
             assert [i for i, _ in got] == want, (name, flt)
-            checked += 1
-    assert checked == 2 * len(cases)
 
 
 def test_the_keyword_tag_field_keeps_the_best_effective_rows_whatever_reviewers_decided(web_app, app_engine) -> None:
