@@ -63,9 +63,9 @@ WHERE e.image_id = i.image_id AND i.batch_key = %(batch_key)s AND e.model_versio
 
 -- name: upsert_image_tags
 INSERT INTO image_tags AS t (image_id, tag_id, source, model_version, present, confidence, threshold,
-                             threshold_source, taxonomy_version, batch_key)
+                             threshold_source, taxonomy_version, batch_key, creator_category)
 SELECT i.image_id, g.tag_id, 'ai', %(model_version)s, true, s.confidence, s.threshold, s.threshold_source,
-       %(taxonomy_version)s, %(batch_key)s
+       %(taxonomy_version)s, %(batch_key)s, i.creator_category  -- sql/017: the category filter's copy
 FROM stage_image_tags s JOIN images i ON i.image_key = s.image_key JOIN tags g ON g.name = s.tag
 ON CONFLICT (image_id, tag_id, source, model_version) DO UPDATE SET
     confidence = EXCLUDED.confidence, threshold = EXCLUDED.threshold, threshold_source = EXCLUDED.threshold_source,

@@ -17,7 +17,7 @@
 -- * `filter_*`, one fragment per filter, ANDed by VectorSearch for the filters in use only. Plain
 --   EXISTS at the top level become semi-joins, so the planner can start from the most selective
 --   filter (a tag's rows) instead of from the vector index.
--- * `set_*`: the tag and category filters as sets of image ids, for the exact ranking
+-- * `ids_*`: the tag and category filters as sets of image ids, for the exact ranking
 --   (`nearest_images_exact_sets`), which intersects them from indexes alone.
 -- The creator's category, the post's date and the duplicate flag are columns of images
 -- (sql/016_search_facets.sql: creator_category lower-cased, taken_at, is_duplicate), so no filter
@@ -83,14 +83,24 @@ OR i.image_id IN (SELECT o.image_id FROM detected_objects o WHERE lower(o.catego
 EXISTS (SELECT 1 FROM effective_image_tags(%(model_version)s) t
         WHERE t.image_id = i.image_id AND t.tag_id = %(tag_id)s AND t.present)
 
--- name: estimate_tag
--- The tag filter as the planner should estimate it (estimate_filtered_images only, never to select):
--- the tag's present rows of the version or of a reviewer. effective_image_tags' veto, an OR with a
--- NOT EXISTS, made the planner guess half the images a tag is on, and the index budget
--- (VectorSearch.index_budget) needs the share.
-EXISTS (SELECT 1 FROM image_tags t
-        WHERE t.image_id = i.image_id AND t.tag_id = %(tag_id)s AND t.present
-          AND t.model_version IN (%(model_version)s, ''))
+-- name: estimate_tag_rows
+-- The tag filter's rows as the planner estimates them (nothing is read): the version's present rows
+-- and the reviewers' "yes" (a reviewer's "no" is a few rows more or less). VectorSearch.estimates
+-- multiplies it by the share of images passing the other filters. The planner's estimate of the tag
+-- as a semi-join (an EXISTS per image) was half the tag's images for a rare tag at 500,000 images.
+EXPLAIN (FORMAT JSON) SELECT 1 FROM image_tags t
+WHERE t.tag_id = %(tag_id)s AND t.present AND t.model_version IN (%(model_version)s, '')
+  AND t.source IN ('ai', 'user');
+
+-- name: estimate_category
+-- The category filter as the planner should estimate it (estimate_filtered_images only): the
+-- creator's category. filter_category's OR with the objects' images made the planner guess half
+-- of all images (270,000 for a category of 41,000 at 500,000 images), so VectorSearch.estimates adds
+-- the objects' rows (`estimate_category_objects`) itself.
+i.creator_category = lower(%(category)s)
+
+-- name: estimate_category_objects
+EXPLAIN (FORMAT JSON) SELECT 1 FROM detected_objects o WHERE lower(o.category) = lower(%(category)s);
 
 -- name: filter_dates
 (%(date_from)s::timestamptz IS NULL OR i.taken_at >= %(date_from)s)
@@ -100,10 +110,34 @@ AND (%(date_to)s::timestamptz IS NULL OR i.taken_at < %(date_to)s)
 NOT i.is_duplicate
 
 -- name: ids_tag
--- The images passing the tag filter, for nearest_images_exact_sets: an index-only scan of the tag's
--- present rows (image_tags_tag_rank_idx), the veto of a model's row a hashed lookup of the
--- reviewer rows.
-SELECT t.image_id FROM effective_image_tags(%(model_version)s) t WHERE t.tag_id = %(tag_id)s AND t.present
+-- The images carrying the tag, for nearest_images_exact_sets: the version's present rows and the
+-- reviewers' "yes" rows, one range of image_tags_tag_rank_idx read from the index alone (a model
+-- row has a version and a reviewer row has none: image_tags' CHECKs). The reviewers' "no"
+-- (`ids_tag_vetoed`) is taken out after the intersection with the other sets, so the veto is a
+-- hash of a few hundred ids, not a test on each of the tag's rows (effective_image_tags' NOT EXISTS:
+-- 148,000 rows of a common tag in 20 ms, against 11 ms for the range alone).
+SELECT t.image_id FROM image_tags t
+WHERE t.tag_id = %(tag_id)s AND t.present AND t.model_version IN (%(model_version)s, '')
+  AND t.source IN ('ai', 'user')
+
+-- name: ids_tag_category
+-- `ids_tag` within the category filter, for nearest_images_exact_sets with both filters on: the tag's
+-- rows whose image's creator is in the category, one range of image_tags_tag_category_idx
+-- (image_tags.creator_category, sql/017_tag_facets.sql), and the tag's rows on the images of the
+-- category's objects. bench/search.py, 500,000 images: a tag on 148,000 images within a category of
+-- 41,000, 12,000 index entries where ids_tag read all 148,000.
+SELECT t.image_id FROM image_tags t
+WHERE t.tag_id = %(tag_id)s AND t.creator_category = lower(%(category)s) AND t.present
+  AND t.model_version IN (%(model_version)s, '') AND t.source IN ('ai', 'user')
+UNION ALL
+SELECT t.image_id FROM detected_objects o JOIN image_tags t ON t.image_id = o.image_id
+WHERE lower(o.category) = lower(%(category)s) AND t.tag_id = %(tag_id)s AND t.present
+  AND t.model_version IN (%(model_version)s, '') AND t.source IN ('ai', 'user')
+
+-- name: ids_tag_vetoed
+-- The images a reviewer said do not carry the tag (effective_image_tags: a reviewer's "no" beats
+-- the model's row).
+SELECT u.image_id FROM image_tags u WHERE u.tag_id = %(tag_id)s AND u.source = 'user' AND NOT u.present
 
 -- name: ids_category
 -- The images passing the category filter and every filter but the tag (status, dates, duplicates),
@@ -122,10 +156,12 @@ WHERE lower(o.category) = lower(%(category)s) AND i.status = 'ok'
   AND (NOT %(hide_duplicates)s OR NOT i.is_duplicate)
 
 -- name: exact_sets_residual
--- nearest_images_exact_sets without ids_category (a tag alone): each id's images row, checked
--- against the other filters. A probe per id: the OFFSET keeps the planner from hashing every image
--- that passes them instead (it cannot know how few ids the sets leave).
-JOIN LATERAL (SELECT i.image_id FROM images i WHERE i.image_id = ids.image_id AND {filters} OFFSET 0) i ON true
+-- nearest_images_exact_sets without ids_category (a tag alone): the other filters on each ranked
+-- image's images row, nearest first, until k pass. Checked after the ranking, not before it: the
+-- tag's images are ranked from their vectors alone and only the nearest are looked up, about k of
+-- them when most pass (a tag alone: status 'ok' only). The OFFSET keeps the check a probe per image
+-- (the planner cannot know how few it needs).
+JOIN LATERAL (SELECT 1 FROM images i WHERE i.image_id = r.image_id AND {filters} OFFSET 0) i ON true
 
 -- name: nearest_images
 -- No filter: the version's ok images, nearest first, through the version's HNSW index.
@@ -158,7 +194,7 @@ SELECT image_id, distance FROM hits ORDER BY distance, image_id;
 -- only about half of the true nearest 50).
 WITH hits AS MATERIALIZED (
     SELECT image_id, distance
-    FROM (SELECT e.image_id, e.embedding::halfvec({dim}) <=> %(query)s::halfvec({dim}) AS distance
+    FROM (SELECT e.image_id, e.embedding <=> %(query)s::halfvec({dim}) AS distance
           FROM image_embeddings e JOIN images i ON i.image_id = e.image_id
           WHERE e.model_version = %(model_version)s AND {filters}
           OFFSET 0) d
@@ -168,21 +204,26 @@ SELECT image_id, distance FROM hits ORDER BY distance, image_id;
 
 -- name: nearest_images_exact_sets
 -- The exact ranking when a tag or a category filter is on: the images passing each of them as a set
--- of ids (`ids_tag`, `ids_category`, intersected), read from indexes alone; then, unless
--- ids_category already applied them, the other filters on each id's images row
--- (`exact_sets_residual`); then the survivors' vectors. bench/search.py, 500,000 images, all four
--- filters (a tag on 34,000 images, a category of 39,000, the last year, duplicates hidden; 1,231
--- images pass): 24 ms, where `nearest_images_exact` took 168 ms before sql/016_search_facets.sql
--- (a scan of images testing the category per row) and 42 ms after.
-WITH ids AS MATERIALIZED ({sets}),
-hits AS MATERIALIZED (
-    SELECT image_id, distance
-    FROM (SELECT e.image_id, e.embedding::halfvec({dim}) <=> %(query)s::halfvec({dim}) AS distance
-          FROM ids
-          {residual}
-          JOIN image_embeddings e ON e.model_version = %(model_version)s AND e.image_id = ids.image_id
-          OFFSET 0) d
+-- of ids (`ids_category`, `ids_tag`, intersected, less `ids_tag_vetoed`), read from indexes alone and
+-- sorted by image_id, so the vectors are looked up in the order of their index and heap; their
+-- distances, nearest first (only the k nearest when ids_category applied every filter);
+-- then, unless ids_category already applied them, the other filters on the nearest images' rows
+-- (`exact_sets_residual`). The distance is the plain operator: no index serves this ranking, so the
+-- cast to halfvec(dim) that the HNSW index's expression needs would only copy every vector (1 µs a
+-- row). bench/search.py, 500,000 images, 40 queries: a tag on 6,362 images, p50 42 ms -> 21 ms (the
+-- residual after the ranking, the sort, no cast); all four filters (the query's category and tag,
+-- the last year, duplicates hidden; up to 5,800 images pass), p50 17 ms and at most 54 ms with the
+-- tag's whole id set (148,000 entries for a common tag), 11 ms and 30 ms with ids_tag_category.
+WITH ids AS MATERIALIZED (SELECT image_id FROM ({sets}) s ORDER BY image_id),
+ranked AS MATERIALIZED (
+    SELECT e.image_id, e.embedding <=> %(query)s::halfvec({dim}) AS distance
+    FROM ids JOIN image_embeddings e ON e.model_version = %(model_version)s AND e.image_id = ids.image_id
     ORDER BY distance
+    {ranked_limit}),
+hits AS MATERIALIZED (
+    SELECT r.image_id, r.distance FROM ranked r
+    {residual}
+    ORDER BY r.distance
     LIMIT %(k)s)
 SELECT image_id, distance FROM hits ORDER BY distance, image_id;
 
@@ -206,3 +247,11 @@ LEFT JOIN posts p ON p.platform = i.platform AND p.post_id = i.post_id
 WHERE (i.creator_category, i.taken_at, i.is_duplicate) IS DISTINCT FROM
       (lower(c.category), p.taken_at, EXISTS (SELECT 1 FROM image_duplicates d WHERE d.image_key_b = i.image_key))
 ORDER BY i.image_key;
+
+-- name: tag_facets_drift
+-- Tag rows whose copy of the creator's category (sql/017_tag_facets.sql) disagrees with their
+-- image's. 0 when the triggers have kept it.
+SELECT i.image_key, t.tag_id, t.source, t.model_version, t.creator_category, i.creator_category
+FROM image_tags t JOIN images i ON i.image_id = t.image_id
+WHERE t.creator_category IS DISTINCT FROM i.creator_category
+ORDER BY i.image_key, t.tag_id, t.source, t.model_version;

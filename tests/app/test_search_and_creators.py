@@ -185,6 +185,80 @@ def test_every_filter_path_matches_a_brute_force_over_the_source_tables(web_app,
             assert [i for i, _ in got] == want, (name, flt)
 
 
+def test_the_tag_and_category_sets_honour_reviewers_and_object_categories(web_app, app_engine) -> None:
+    """The exact ranking's id sets (search.sql ids_tag, ids_tag_category, ids_tag_vetoed) against the
+    per-row filters and a brute force over the source tables, with the cases the sets treat apart: a
+    reviewer's "no" on the model's nearest tagged image (taken out after the intersection), a
+    reviewer's "yes" on an untagged image, and an image of another creator category that is in the
+    category through an object (the tag's rows within the category come from image_tags'
+    copy of the category, sql/017, plus the objects' images)."""
+    embedder = web_app.state.embedder
+    vector = embedder.embed_texts(["a photo of the moon"])[0]
+    version, dim = HybridSearch(app_engine, embedder).model()
+    with app_engine.connect() as conn:
+        # a tag on some of a category's images (not all) and on images outside it
+        tag_id, tag, category = conn.execute(text(
+            "WITH tagged AS (SELECT t.tag_id, t.image_id FROM effective_image_tags(:v) t WHERE t.present), "
+            "     imgs AS (SELECT i.image_id, i.creator_category FROM images i JOIN image_embeddings e USING (image_id) "
+            "              WHERE i.status = 'ok' AND e.model_version = :v AND i.creator_category IS NOT NULL) "
+            "SELECT g.tag_id, g.name, c.creator_category FROM tags g CROSS JOIN (SELECT DISTINCT creator_category FROM imgs) c "
+            "WHERE EXISTS (SELECT 1 FROM imgs m JOIN tagged t USING (image_id) "
+            "              WHERE t.tag_id = g.tag_id AND m.creator_category = c.creator_category) "
+            "  AND EXISTS (SELECT 1 FROM imgs m WHERE m.creator_category = c.creator_category AND NOT EXISTS "
+            "              (SELECT 1 FROM tagged t WHERE t.image_id = m.image_id AND t.tag_id = g.tag_id)) "
+            "  AND EXISTS (SELECT 1 FROM imgs m JOIN tagged t USING (image_id) "
+            "              WHERE t.tag_id = g.tag_id AND m.creator_category <> c.creator_category) "
+            "ORDER BY (SELECT count(*) FROM tagged t WHERE t.tag_id = g.tag_id) DESC, g.name, 3 LIMIT 1"),
+            {"v": version}).one()
+
+        def nearest_first(where: str, conn=conn) -> list[int]:
+            return list(conn.execute(text(
+                "SELECT i.image_id, e.embedding <=> CAST(:q AS halfvec) FROM images i JOIN image_embeddings e USING (image_id) "
+                f"WHERE i.status = 'ok' AND e.model_version = :v AND {where} "
+                "ORDER BY e.embedding <=> CAST(:q AS halfvec), i.image_id"),
+                {"v": version, "t": tag_id, "c": category, "q": str(list(map(float, vector)))}).all())
+
+        tagged = "EXISTS (SELECT 1 FROM effective_image_tags(:v) t WHERE t.image_id = i.image_id AND t.tag_id = :t AND t.present)"
+        vetoed = nearest_first(f"i.creator_category = :c AND {tagged}")[0][0]
+        added = nearest_first(f"i.creator_category = :c AND NOT {tagged}")[0][0]
+        through_object = nearest_first(f"i.creator_category IS DISTINCT FROM :c AND {tagged}")[0][0]
+    inserted = []
+    try:
+        with app_engine.begin() as conn:
+            for image_id, present in ((vetoed, False), (added, True)):
+                conn.execute(text("INSERT INTO image_tags (image_id, tag_id, source, model_version, present, reviewer) "
+                                  "VALUES (:i, :t, 'user', '', :p, 'rita')"), {"i": image_id, "t": tag_id, "p": present})
+            conn.execute(text(
+                "INSERT INTO detected_objects (image_id, model_version, object_idx, label, confidence, x1, y1, x2, y2, "
+                "                              category, batch_key) "
+                "VALUES (:i, 'test-objects', 0, 'thing', 0.9, 0, 0, 1, 1, :c, 'test')"), {"i": through_object, "c": category})
+            inserted = [vetoed, added]
+        with app_engine.connect() as conn:
+            every_tagged = nearest_first(tagged, conn)
+            want_tag = every_tagged[:10]
+            in_category = ("(i.creator_category = :c OR EXISTS (SELECT 1 FROM detected_objects o "
+                           "WHERE o.image_id = i.image_id AND lower(o.category) = :c))")
+            want_both = [i for i, _ in nearest_first(f"{in_category} AND {tagged}", conn)]
+        assert vetoed not in want_both and added in want_both and through_object in want_both
+        paths = {"index": SearchTuning(exact_below=-1, max_scan_tuples=100_000), "exact": SearchTuning(exact_below=10**9)}
+        for name, tuning in paths.items():
+            search = HybridSearch(app_engine, embedder, tuning=tuning)
+            got, _ = search.nearest(vector, SearchFilters(tag=tag), version, dim, limit=10)
+            # the same distances in order, and the same images wherever a distance is not shared (the
+            # sample holds identical photos, whose order at the k-th place is the index scan's)
+            assert [round(d, 5) for _, d in got] == [round(d, 5) for _, d in want_tag], name
+            ties = {round(d, 5) for _, d in want_tag if sum(round(x, 5) == round(d, 5) for _, x in every_tagged) > 1}
+            assert [i for i, d in got if round(d, 5) not in ties] == [i for i, d in want_tag if round(d, 5) not in ties]
+            got, _ = search.nearest(vector, SearchFilters(tag=tag, category=category.upper()), version, dim,
+                                    limit=len(want_both) + 5)
+            assert [i for i, _ in got] == want_both, name
+    finally:
+        with app_engine.begin() as conn:
+            conn.execute(text("DELETE FROM image_tags WHERE source = 'user' AND reviewer = 'rita' AND tag_id = :t "
+                              "AND image_id = ANY(:ids)"), {"t": tag_id, "ids": inserted})
+            conn.execute(text("DELETE FROM detected_objects WHERE model_version = 'test-objects'"))
+
+
 def test_the_keyword_tag_field_keeps_the_best_effective_rows_whatever_reviewers_decided(web_app, app_engine) -> None:
     """The tag field reads a tag's best model rows in confidence order and stops (app_search.sql):
     with reviewers vetoing the model's best rows and adding the tag elsewhere, it must still return

@@ -271,6 +271,49 @@ def test_the_search_facets_follow_promotion_corrections_and_other_batches(databa
         assert not any(f[2] for f in _facets(conn).values()) and _drift(conn) == []
 
 
+def _tag_copies(conn) -> dict[tuple[str, str], str | None]:
+    return {(r[0], r[1]): r[2] for r in conn.execute(
+        "SELECT i.image_key, t.source, t.creator_category FROM image_tags t JOIN images i USING (image_id)").fetchall()}
+
+
+def test_the_tag_rows_copy_of_the_category_follows_inserts_corrections_and_promotion(database_url):
+    """image_tags.creator_category (sql/017) is the category filter's copy for a tag's rows: it is
+    filled on insert by every writer (promote_tags.sql's upsert passes it; a reviewer's row, written
+    without it, gets it from its image) and follows the image's category through a creator's
+    correction, a promotion that changes it and a creator whose category is unknown."""
+    url = database_url.replace("+psycopg", "")
+    creators, posts, images, dups = _frames()
+    queries = load_queries("search.sql")
+    with psycopg.connect(url, autocommit=True) as conn:
+        _promote(conn, (creators, posts, images, dups))
+        tag_id = conn.execute("INSERT INTO tags (name, category, exclusive, origin) "
+                              "VALUES ('beach', 'scene', false, 'user') RETURNING tag_id").fetchone()[0]
+        conn.execute("INSERT INTO image_tags (image_id, tag_id, source, model_version, present, reviewer) "
+                     "SELECT image_id, %s, 'user', '', true, 'rita' FROM images WHERE status = 'ok'", (tag_id,))
+        assert set(_tag_copies(conn).values()) == {"art"} and len(_tag_copies(conn)) == 2
+        assert conn.execute(queries["tag_facets_drift"]).fetchall() == []
+        # a correction outside promotion: creators -> images (sql/016) -> image_tags (sql/017)
+        conn.execute("UPDATE creators SET category = 'Travel' WHERE username = 'alice'")
+        assert set(_tag_copies(conn).values()) == {"travel"}
+        # a promotion that changes the category, then a rerun that leaves it alone
+        _promote(conn, (creators.assign(category="Food"), posts, images, dups), run_id="run-2")
+        assert set(_tag_copies(conn).values()) == {"food"}
+        _promote(conn, (creators.assign(category=None), posts, images, dups), run_id="run-3")
+        assert set(_tag_copies(conn).values()) == {"food"}
+        # a creator without a category: the copy is NULL, like the image's, and the filter skips it
+        conn.execute("UPDATE creators SET category = NULL WHERE username = 'alice'")
+        assert set(_tag_copies(conn).values()) == {None}
+        assert conn.execute(queries["tag_facets_drift"]).fetchall() == []
+        # a row inserted while the image has no category, then the category arrives
+        conn.execute("DELETE FROM image_tags")
+        conn.execute("INSERT INTO image_tags (image_id, tag_id, source, model_version, present, reviewer) "
+                     "SELECT image_id, %s, 'user', '', false, 'rita' FROM images WHERE image_key = 'instagram:1'",
+                     (tag_id,))
+        conn.execute("UPDATE creators SET category = 'Pets' WHERE username = 'alice'")
+        assert _tag_copies(conn) == {("instagram:1", "user"): "pets"}
+        assert conn.execute(queries["tag_facets_drift"]).fetchall() == []
+
+
 def test_a_first_load_copies_the_facets_and_the_sync_then_writes_nothing(database_url):
     """The COPY path carries creator_category and taken_at from the batch's own frames
     (with_facets), so sync_image_facets has nothing to write: the first load stays one write per row."""
