@@ -12,9 +12,12 @@ production ``yolov8s.pt``; ``--yolo PATH`` takes real weights). ArcFace runs onl
 ``--arcface PATH`` (``w600k_r50.onnx``): no stand-in would measure anything real.
 
 ``--workers N`` (N >= 2) adds the worker-pool comparison (:class:`gpu_ops.pool.PooledModel`, the pool the
-assets use for their CPU models): each CPU stage single process vs N worker processes (one thread each)
-on the same inputs, then the whole chain with every CPU model pooled vs the same chain in one process,
-in the same run; pool start-up (spawn + model load, paid once per stage run) is timed apart. The
+assets use for their CPU models): each CPU stage in N worker processes (one thread each) vs two
+baselines on the same inputs: one worker alone (this process set up as a pool worker is, one thread:
+the pool's own scaling) and one process with its libraries' own threads (ONNX Runtime's OCR then uses
+every core: what the pool gains over the step as it was); then the whole chain with every CPU model
+pooled vs the same two, in the same run; pool start-up (spawn + model load, paid once per stage run)
+is timed apart. The
 16-core figure is modelled from the pool's per-worker rate (rate / N) × 16, i.e. linear in cores; the
 load average is printed, since other work on the machine takes cores from the pool.
 
@@ -33,7 +36,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +131,7 @@ class PoolResult:
     stages: list[tuple[str, int, float, float, float]]
     chain_single: float = 0.0  # images/s, one process
     chain_pooled: float = 0.0  # images/s, every CPU model pooled
+    one_thread: dict[str, float] = field(default_factory=dict)  # stage name (and "chain") -> images/s
 
 
 @dataclass
@@ -225,9 +229,38 @@ def _rate(model, inputs: list, batch: int) -> float:
     return len(inputs) / (time.perf_counter() - started)
 
 
+class OneThread:
+    """This process configured as one pool worker is (gpu_ops.pool._init_worker): BLAS/OpenMP and
+    OpenCV on one thread, ONNX Runtime models rebuilt with ``threads`` 1: the single-worker baseline."""
+
+    def __enter__(self) -> OneThread:
+        import cv2
+        import threadpoolctl
+
+        self._limit = threadpoolctl.threadpool_limits(limits=1)
+        self._cv2 = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import cv2
+
+        cv2.setNumThreads(self._cv2)
+        self._limit.unregister()
+
+
+def one_thread_model(model: ModelBackend, key: str) -> ModelBackend:
+    """``model`` as a pool worker builds it: OCR (ONNX Runtime) with one intra-op thread."""
+    if key != "ocr":
+        return model
+    return type(model)(model.spec, model.weights, model.device, {**model.options, "threads": 1}).load()
+
+
 def bench_pool(models: dict[str, ModelBackend], images: list[np.ndarray], crops: list[np.ndarray],
                paths: list[Path], batch: int, workers: int, decode_workers: int, chain_detector: str) -> PoolResult:
-    """Single process vs ``workers`` pool processes, per CPU stage and for the whole chain, same run."""
+    """``workers`` pool processes vs one process (its libraries' own threads: ONNX Runtime's OCR uses
+    every core) and vs one worker alone (this process on one thread, as each pool worker runs), per
+    CPU stage and for the whole chain, same run."""
     stages = [
         ("person detection, MediaPipe", "detector", images),
         ("pose, MediaPipe (per crop)", "pose", crops),
@@ -239,13 +272,18 @@ def bench_pool(models: dict[str, ModelBackend], images: list[np.ndarray], crops:
     measured = PoolResult(workers, chain_detector, decode_workers, [])
     print(f"\nworker pool: {workers} processes (spawn, one thread each, models loaded once per worker) vs one "
           f"process; {os.cpu_count()} CPUs, load average {_loadavg()} before")
-    print(f"{'stage':<44} {'items':>5} {'1 proc/s':>9} {'pool/s':>8} {'ratio':>6} {'start-up':>9} "
-          f"{'per worker/s':>13} {'16 cores (model)/s':>19}")
+    print(f"{'stage':<44} {'items':>5} {'1 thread/s':>10} {'1 proc/s':>9} {'pool/s':>8} {'ratio':>6} "
+          f"{'vs 1 thr':>8} {'start-up':>9} {'per worker/s':>13} {'16 cores (model)/s':>19}")
+    single_threaded: dict[str, ModelBackend] = {}
     try:
         for name, key, inputs in stages:
             model = models[key]
             model.predict(inputs[:1])
             single = _rate(model, inputs, batch)
+            single_threaded[key] = one_thread_model(model, key)
+            with OneThread():
+                single_threaded[key].predict(inputs[:1])
+                measured.one_thread[name] = _rate(single_threaded[key], inputs, batch)
             started = time.perf_counter()
             pool = PooledModel(model, workers, worker_options={"threads": 1} if key == "ocr" else None).load()
             pool.predict(inputs[:workers] * 2)  # every worker spawned and its model loaded
@@ -253,15 +291,22 @@ def bench_pool(models: dict[str, ModelBackend], images: list[np.ndarray], crops:
             pooled = _rate(pool, inputs, batch)
             pools[key] = pool
             measured.stages.append((name, len(inputs), single, pooled, startup))
-            print(f"{name:<44} {len(inputs):>5} {single:>9.1f} {pooled:>8.1f} {pooled / single:>5.2f}x "
-                  f"{startup:>8.1f}s {pooled / workers:>13.1f} {pooled / workers * 16:>19.1f}")
+            one = measured.one_thread[name]
+            print(f"{name:<44} {len(inputs):>5} {one:>10.1f} {single:>9.1f} {pooled:>8.1f} {pooled / single:>5.2f}x "
+                  f"{pooled / one:>7.2f}x {startup:>8.1f}s {pooled / workers:>13.1f} {pooled / workers * 16:>19.1f}")
         chain_single = {**models, "detector": models["yolo" if chain_detector == "yolo" else "detector"]}
+        chain_one = {**chain_single, **{k: v for k, v in single_threaded.items()
+                                        if k != "detector" or chain_detector != "yolo"}}
         chain_pooled = {**chain_single, **{k: v for k, v in pools.items()
                                            if k != "detector" or chain_detector != "yolo"}}
         n1, s1 = run_chain(paths, chain_single, batch, decode_workers)
+        with OneThread():  # the models on one thread; decoding keeps its threads, as in the pool run
+            n0, s0 = run_chain(paths, chain_one, batch, decode_workers)
         n2, s2 = run_chain(paths, chain_pooled, batch, decode_workers)
-        print(f"whole chain ({chain_detector} detector, decode on {decode_workers} threads, batch {batch}): one process "
-              f"{n1 / s1:.2f} images/s, pool of {workers}: {n2 / s2:.2f} images/s ({(n2 / s2) / (n1 / s1):.2f}x); "
+        measured.one_thread["chain"] = n0 / s0
+        print(f"whole chain ({chain_detector} detector, decode on {decode_workers} threads, batch {batch}): one worker "
+              f"thread {n0 / s0:.2f} images/s, one process {n1 / s1:.2f} images/s, pool of {workers}: {n2 / s2:.2f} "
+              f"images/s ({(n2 / s2) / (n0 / s0):.2f}x one thread, {(n2 / s2) / (n1 / s1):.2f}x one process); "
               f"16 cores (model: {workers}-worker chain rate / {workers} × 16): {(n2 / s2) / workers * 16:.1f} images/s")
         print(f"load average after: {_loadavg()}")
         measured.chain_single, measured.chain_pooled = n1 / s1, n2 / s2
@@ -278,16 +323,20 @@ def _threads(n: int) -> str:
 def pool_rows(label: str, measured: PoolResult) -> list[tuple[str, str, str]]:
     """The figures-table rows of a pool comparison (``label`` names the run's device, size and batch)."""
     w = measured.workers
+    def one(name: str, pooled: float) -> str:
+        rate = measured.one_thread.get(name)
+        return f"; one worker alone (one thread) {rate:.1f} img/s ({pooled / rate:.2f}×)" if rate else ""
+
     rows = [(f"{label}: {name} ({items} items), worker pool of {w} processes",
              f"pool {pooled:.1f} img/s (start-up {startup:.1f} s; 16 cores modelled {pooled / w * 16:,.1f} img/s)",
-             f"one process {single:.1f} img/s ({pooled / single:.2f}×)")
+             f"one process {single:.1f} img/s ({pooled / single:.2f}×){one(name, pooled)}")
             for name, items, single, pooled, startup in measured.stages]
     rows.append((f"{label}: whole chain from JPEG files ({measured.chain_detector} detector, decode on "
                  f"{_threads(measured.decode_workers)}), every CPU model in a worker pool of {w} processes",
                  f"pool {measured.chain_pooled:.2f} img/s (16 cores modelled {measured.chain_pooled / w * 16:.1f} "
                  f"img/s)",
                  f"one process {measured.chain_single:.2f} img/s "
-                 f"({measured.chain_pooled / measured.chain_single:.2f}×)"))
+                 f"({measured.chain_pooled / measured.chain_single:.2f}×){one('chain', measured.chain_pooled)}"))
     return rows
 
 
