@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 import psycopg
+from psycopg import sql as pgsql
 from sqlalchemy import Engine
 
 from app.deps import autocommit
@@ -97,6 +98,10 @@ class SearchTuning(SearchSettings):
     # a word in 35 % of captions: the caption ranking 117 ms -> 11.5 ms at 5,000; what the sample
     # costs in keyword recall is printed beside it (against the same search with the limit off).
     gin_fuzzy_search_limit: int = 5_000
+    # a tag filter on at most this many images (the planner's estimate of its rows) is checked on the
+    # keyword candidates as one hashed id set, before their images rows are read (app_search.sql
+    # keyword_tagged_candidates); a more common tag, per candidate until k pass
+    keyword_tag_set_below: int = 20_000
 
 
 def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
@@ -158,7 +163,12 @@ class HybridSearch:
                 conn.execute(self.q["keyword_settings"], {"limit": str(self.tuning.gin_fuzzy_search_limit)})
             params = self.vectors.params(conn, filters, model_version)
             params.update(query=query, k=limit or self.tuning.candidates, per_field=self.tuning.per_field)
-            return conn.execute(self.vectors.compose(self.q["keyword"]), params, prepare=False).fetchall()
+            candidates: pgsql.Composable = pgsql.SQL("matches")
+            if filters.tag is not None and self.vectors.tag_rows(conn, params) <= self.tuning.keyword_tag_set_below:
+                candidates = pgsql.SQL(self.q["keyword_tagged_candidates"]).format(tag_set=self.vectors.tag_set())
+            statement = pgsql.SQL(self.q["keyword"]).format(filters=pgsql.SQL(self.vectors.q["image_filters"]),
+                                                            candidates=candidates)
+            return conn.execute(statement, params, prepare=False).fetchall()
 
         rows = self._run(work)
         return [(r[0], float(r[1]), list(r[2])) for r in rows], _ms(start)

@@ -124,7 +124,7 @@ class VectorSearch:
             sets = self.id_set_filters(filters)
             parts["sets"] = pgsql.SQL("\nINTERSECT\n").join(pgsql.SQL("({})").format(pgsql.SQL(self.q[n])) for n in sets)
             if filters.tag is not None:  # a reviewer's "no" out of the intersection (few ids, one hash)
-                parts["sets"] = pgsql.SQL("({})\nEXCEPT\n({})").format(parts["sets"], pgsql.SQL(self.q["ids_tag_vetoed"]))
+                parts["sets"] = self.less_vetoed(parts["sets"])
             if "ids_category" in sets:  # every filter applied: the k nearest ids are the answer
                 parts["ranked_limit"], parts["residual"] = pgsql.SQL("LIMIT %(k)s"), pgsql.SQL("")
             else:
@@ -154,6 +154,14 @@ class VectorSearch:
         if filters.category is not None:
             return ["ids_category"] + (["ids_tag_category"] if filters.tag is not None else [])
         return ["ids_tag"] if filters.tag is not None else []
+
+    def less_vetoed(self, ids: pgsql.Composable) -> pgsql.Composed:
+        """The id set ``ids`` less the images a reviewer said do not carry the tag (``ids_tag_vetoed``)."""
+        return pgsql.SQL("({})\nEXCEPT\n({})").format(ids, pgsql.SQL(self.q["ids_tag_vetoed"]))
+
+    def tag_set(self) -> pgsql.Composed:
+        """The images passing the tag filter as one id set: ``ids_tag`` less ``ids_tag_vetoed``."""
+        return self.less_vetoed(pgsql.SQL(self.q["ids_tag"]))
 
     def _and(self, names: Sequence[str]) -> pgsql.Composed:
         return pgsql.SQL("\n  AND ").join(pgsql.SQL("({})").format(pgsql.SQL(self.q[n])) for n in names)
@@ -294,7 +302,11 @@ class VectorSearch:
         share = min(untagged / total, 1.0) if total > 0 else 1.0
         if filters.tag is None:
             return untagged, total, share
-        return self._plan_rows(conn, pgsql.SQL(self.q["estimate_tag_rows"]), params) * share, total, share
+        return self.tag_rows(conn, params) * share, total, share
+
+    def tag_rows(self, conn: psycopg.Connection, params: dict) -> float:
+        """The planner's estimate of the tag filter's rows (``estimate_tag_rows``; ``params`` from :meth:`params`)."""
+        return self._plan_rows(conn, pgsql.SQL(self.q["estimate_tag_rows"]), params)
 
     @staticmethod
     def _plan_rows(conn: psycopg.Connection, statement: pgsql.Composable, params: dict) -> float:

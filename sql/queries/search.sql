@@ -115,7 +115,7 @@ NOT i.is_duplicate
 -- row has a version and a reviewer row has none: image_tags' CHECKs). The reviewers' "no"
 -- (`ids_tag_vetoed`) is taken out after the intersection with the other sets, so the veto is a
 -- hash of a few hundred ids, not a test on each of the tag's rows (effective_image_tags' NOT EXISTS:
--- 148,000 rows of a common tag in 20 ms, against 11 ms for the range alone).
+-- a tag on 112,000 images in 20 ms, against 8 ms for the range alone, at 500,000 images).
 SELECT t.image_id FROM image_tags t
 WHERE t.tag_id = %(tag_id)s AND t.present AND t.model_version IN (%(model_version)s, '')
   AND t.source IN ('ai', 'user')

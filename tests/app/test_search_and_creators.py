@@ -252,6 +252,16 @@ def test_the_tag_and_category_sets_honour_reviewers_and_object_categories(web_ap
             got, _ = search.nearest(vector, SearchFilters(tag=tag, category=category.upper()), version, dim,
                                     limit=len(want_both) + 5)
             assert [i for i, _ in got] == want_both, name
+        # the keyword half: the candidates checked against the tag's id set first (a tag on few images,
+        # app_search.sql keyword_tagged_candidates) or per row; every match (no GIN sample), same answer
+        found = {}
+        for below in (0, 10**9):
+            search = HybridSearch(app_engine, None, tuning=SearchTuning(keyword_tag_set_below=below,
+                                                                        gin_fuzzy_search_limit=0))
+            found[below] = [search.keyword(word, SearchFilters(tag=tag), version, limit=1000)[0]
+                            for word in ("sample", "photo", tag)]
+        assert found[0] == found[10**9] and any(found[0])
+        assert vetoed not in {r[0] for rows in found[0] for r in rows}
     finally:
         with app_engine.begin() as conn:
             conn.execute(text("DELETE FROM image_tags WHERE source = 'user' AND reviewer = 'rita' AND tag_id = :t "
