@@ -120,7 +120,7 @@ class VectorSearch:
             parts["filters"] = pgsql.SQL(self.q["image_filters"])
         elif "{sets}" in template:
             # the tag and category filters as id sets, intersected; the other filters in ids_category,
-            # else on each id's images row
+            # else on the nearest images' rows after the ranking (exact_sets_residual)
             sets = self.id_set_filters(filters)
             parts["sets"] = pgsql.SQL("\nINTERSECT\n").join(pgsql.SQL("({})").format(pgsql.SQL(self.q[n])) for n in sets)
             if filters.tag is not None:  # a reviewer's "no" out of the intersection (few ids, one hash)
@@ -279,10 +279,6 @@ class VectorSearch:
         sets = filters.category is not None or (filters.tag is not None and share >= self.settings.sets_share)
         name = "nearest_images_exact_sets" if sets else "nearest_images_exact"
         return conn.execute(self.statement(name, dim, filters), params, prepare=False).fetchall()
-
-    def estimate(self, conn: psycopg.Connection, filters: SearchFilters, params: dict) -> float:
-        """The planner's estimate of the images that pass ``filters`` (EXPLAINs, nothing is read)."""
-        return self.estimates(conn, filters, params)[0]
 
     def estimates(self, conn: psycopg.Connection, filters: SearchFilters, params: dict) -> tuple[float, float, float]:
         """(images passing ``filters``, all ok images, the share passing the filters but the tag), by
