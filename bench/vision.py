@@ -52,7 +52,7 @@ from gpu_ops.device import Device, choose_device  # noqa: E402
 from gpu_ops.faces import ArcFaceEmbedder, MediaPipeFaceDetector, align_face  # noqa: E402
 from gpu_ops.loader import decode_rgb, image_batches  # noqa: E402
 from gpu_ops.ocr import RapidOcr  # noqa: E402
-from gpu_ops.pool import PooledModel  # noqa: E402
+from gpu_ops.pool import PooledModel, limit_threads, worker_backend  # noqa: E402
 from gpu_ops.pose import MediaPipePose  # noqa: E402
 from gpu_ops.registry import get_spec  # noqa: E402
 from gpu_ops.segmentation import SelfieSegmenter  # noqa: E402
@@ -230,30 +230,27 @@ def _rate(model, inputs: list, batch: int) -> float:
 
 
 class OneThread:
-    """This process configured as one pool worker is (gpu_ops.pool._init_worker): BLAS/OpenMP and
-    OpenCV on one thread, ONNX Runtime models rebuilt with ``threads`` 1: the single-worker baseline."""
+    """This process set up as one pool worker is (gpu_ops.pool.limit_threads: BLAS/OpenMP and OpenCV on
+    one thread), for the single-worker baseline; undone on exit."""
 
     def __enter__(self) -> OneThread:
         import cv2
-        import threadpoolctl
 
-        self._limit = threadpoolctl.threadpool_limits(limits=1)
         self._cv2 = cv2.getNumThreads()
-        cv2.setNumThreads(1)
+        self._limit = limit_threads(1)
         return self
 
     def __exit__(self, *exc: object) -> None:
         import cv2
 
         cv2.setNumThreads(self._cv2)
-        self._limit.unregister()
+        self._limit.restore_original_limits()
 
 
 def one_thread_model(model: ModelBackend, key: str) -> ModelBackend:
-    """``model`` as a pool worker builds it: OCR (ONNX Runtime) with one intra-op thread."""
-    if key != "ocr":
-        return model
-    return type(model)(model.spec, model.weights, model.device, {**model.options, "threads": 1}).load()
+    """``model`` as a pool worker builds it (gpu_ops.pool.worker_backend): OCR (ONNX Runtime) with one
+    intra-op thread, the options bench_pool's pool gives it."""
+    return worker_backend(model, {"threads": 1}) if key == "ocr" else model
 
 
 def bench_pool(models: dict[str, ModelBackend], images: list[np.ndarray], crops: list[np.ndarray],

@@ -31,7 +31,7 @@ import threadpoolctl
 
 from gpu_ops.base import ModelBackend
 
-__all__ = ["PooledModel", "default_workers"]
+__all__ = ["PooledModel", "default_workers", "limit_threads", "worker_backend"]
 
 _WORKER_MODEL: ModelBackend | None = None
 _THREAD_LIMIT: threadpoolctl.threadpool_limits | None = None
@@ -47,20 +47,36 @@ def default_workers(setting: int = 0) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _init_worker(cls: type[ModelBackend], spec: Any, weights: Any, device: Any, options: Mapping[str, Any],
-                 threads: int) -> None:
-    global _WORKER_MODEL
-    # BLAS/OpenMP pools of this worker capped without touching its environment (threadpoolctl, a
-    # scikit-learn dependency); the limit lives as long as the worker.
-    global _THREAD_LIMIT
-    _THREAD_LIMIT = threadpoolctl.threadpool_limits(limits=threads)
+def limit_threads(threads: int) -> threadpoolctl.threadpool_limits:
+    """Cap this process's BLAS/OpenMP pools (threadpoolctl, a scikit-learn dependency: the environment
+    is left alone) and OpenCV at ``threads``, as a pool worker runs; the returned limit's
+    ``restore_original_limits()`` undoes the first (OpenCV's count is the caller's to restore)."""
+    limit = threadpoolctl.threadpool_limits(limits=threads)
     try:
         import cv2
 
         cv2.setNumThreads(threads)
     except ImportError:  # pragma: no cover - opencv is a project dependency
         pass
-    _WORKER_MODEL = cls(spec, weights, device, options).load()
+    return limit
+
+
+def worker_backend(backend: ModelBackend, worker_options: Mapping[str, Any] | None = None) -> ModelBackend:
+    """``backend`` built and loaded as a pool worker builds it: same class, spec, weights and device,
+    ``worker_options`` over its options (e.g. ONNX Runtime's ``threads``)."""
+    return _build(type(backend), backend.spec, backend.weights, backend.device,
+                  {**backend.options, **(worker_options or {})})
+
+
+def _build(cls: type[ModelBackend], spec: Any, weights: Any, device: Any, options: Mapping[str, Any]) -> ModelBackend:
+    return cls(spec, weights, device, options).load()
+
+
+def _init_worker(cls: type[ModelBackend], spec: Any, weights: Any, device: Any, options: Mapping[str, Any],
+                 threads: int) -> None:
+    global _WORKER_MODEL, _THREAD_LIMIT
+    _THREAD_LIMIT = limit_threads(threads)  # lives as long as the worker
+    _WORKER_MODEL = _build(cls, spec, weights, device, options)
 
 
 def _predict_chunk(items: list[Any]) -> list[Any]:

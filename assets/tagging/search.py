@@ -283,7 +283,7 @@ class VectorSearch:
     def estimates(self, conn: psycopg.Connection, filters: SearchFilters, params: dict) -> tuple[float, float, float]:
         """(images passing ``filters``, all ok images, the share passing the filters but the tag), by
         the planner, filter by filter where its estimate of the whole is off (search.sql
-        ``estimate_category``, ``estimate_tag_rows``): the category as the creators' images plus the
+        ``estimate_category``, :meth:`tag_rows`): the category as the creators' images plus the
         objects', the tag as its rows times the other filters' share, as if independent."""
         def rows(names: list[str]) -> float:
             return self._plan_rows(conn, pgsql.SQL(self.q["estimate_filtered_images"]).format(filters=self._and(names)),
@@ -301,8 +301,9 @@ class VectorSearch:
         return self.tag_rows(conn, params) * share, total, share
 
     def tag_rows(self, conn: psycopg.Connection, params: dict) -> float:
-        """The planner's estimate of the tag filter's rows (``estimate_tag_rows``; ``params`` from :meth:`params`)."""
-        return self._plan_rows(conn, pgsql.SQL(self.q["estimate_tag_rows"]), params)
+        """The planner's estimate of the tag filter's rows: ``ids_tag``'s, by EXPLAIN (``params`` from
+        :meth:`params`)."""
+        return self._plan_rows(conn, pgsql.SQL("EXPLAIN (FORMAT JSON) ") + pgsql.SQL(self.q["ids_tag"]), params)
 
     @staticmethod
     def _plan_rows(conn: psycopg.Connection, statement: pgsql.Composable, params: dict) -> float:

@@ -83,15 +83,6 @@ OR i.image_id IN (SELECT o.image_id FROM detected_objects o WHERE lower(o.catego
 EXISTS (SELECT 1 FROM effective_image_tags(%(model_version)s) t
         WHERE t.image_id = i.image_id AND t.tag_id = %(tag_id)s AND t.present)
 
--- name: estimate_tag_rows
--- The tag filter's rows as the planner estimates them (nothing is read): the version's present rows
--- and the reviewers' "yes" (a reviewer's "no" is a few rows more or less). VectorSearch.estimates
--- multiplies it by the share of images passing the other filters. The planner's estimate of the tag
--- as a semi-join (an EXISTS per image) was half the tag's images for a rare tag at 500,000 images.
-EXPLAIN (FORMAT JSON) SELECT 1 FROM image_tags t
-WHERE t.tag_id = %(tag_id)s AND t.present AND t.model_version IN (%(model_version)s, '')
-  AND t.source IN ('ai', 'user');
-
 -- name: estimate_category
 -- The category filter as the planner should estimate it (estimate_filtered_images only): the
 -- creator's category. filter_category's OR with the objects' images made the planner guess half
@@ -116,6 +107,8 @@ NOT i.is_duplicate
 -- (`ids_tag_vetoed`) is taken out after the intersection with the other sets, so the veto is a
 -- hash of a few hundred ids, not a test on each of the tag's rows (effective_image_tags' NOT EXISTS:
 -- a tag on 112,000 images in 20 ms, against 8 ms for the range alone, at 500,000 images).
+-- VectorSearch.tag_rows reads the planner's estimate of its rows from its EXPLAIN: the planner's
+-- estimate of the tag as a semi-join (an EXISTS per image) was half the tag's images for a rare tag.
 SELECT t.image_id FROM image_tags t
 WHERE t.tag_id = %(tag_id)s AND t.present AND t.model_version IN (%(model_version)s, '')
   AND t.source IN ('ai', 'user')
