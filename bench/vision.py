@@ -123,12 +123,13 @@ class RssSampler:
 
 @dataclass
 class PoolResult:
-    """What :func:`bench_pool` measured: per stage (name, items, 1 process/s, pool/s, start-up s), the chain."""
+    """What :func:`bench_pool` measured: per stage (name, items, 1 process/s, pool/s, start-up s, pool with
+    pickled arrays/s), the chain."""
 
     workers: int
     chain_detector: str
     decode_workers: int
-    stages: list[tuple[str, int, float, float, float]]
+    stages: list[tuple[str, int, float, float, float, float]]
     chain_single: float = 0.0  # images/s, one process
     chain_pooled: float = 0.0  # images/s, every CPU model pooled
     one_thread: dict[str, float] = field(default_factory=dict)  # stage name (and "chain") -> images/s
@@ -222,11 +223,16 @@ def _loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _rate(model, inputs: list, batch: int) -> float:
-    started = time.perf_counter()
-    for i in range(0, len(inputs), batch):
-        model.predict(inputs[i:i + batch])
-    return len(inputs) / (time.perf_counter() - started)
+def _rate(model, inputs: list, batch: int, repeat: int = 1) -> float:
+    """Images/s over ``inputs`` in ``batch``-sized calls: the median of ``repeat`` passes (one pass of a
+    fast stage is a fraction of a second, at the mercy of one scheduler hiccup)."""
+    rates = []
+    for _ in range(max(1, repeat)):
+        started = time.perf_counter()
+        for i in range(0, len(inputs), batch):
+            model.predict(inputs[i:i + batch])
+        rates.append(len(inputs) / (time.perf_counter() - started))
+    return float(np.median(rates))
 
 
 class OneThread:
@@ -254,10 +260,13 @@ def one_thread_model(model: ModelBackend, key: str) -> ModelBackend:
 
 
 def bench_pool(models: dict[str, ModelBackend], images: list[np.ndarray], crops: list[np.ndarray],
-               paths: list[Path], batch: int, workers: int, decode_workers: int, chain_detector: str) -> PoolResult:
+               paths: list[Path], batch: int, workers: int, decode_workers: int, chain_detector: str,
+               repeat: int = 3) -> PoolResult:
     """``workers`` pool processes vs one process (its libraries' own threads: ONNX Runtime's OCR uses
     every core) and vs one worker alone (this process on one thread, as each pool worker runs), per
-    CPU stage and for the whole chain, same run."""
+    CPU stage and for the whole chain, same run; per stage also the same pool with its arrays pickled
+    to the workers instead of shared (what the shared-memory block saves). Stage rates are the median of
+    ``repeat`` passes."""
     stages = [
         ("person detection, MediaPipe", "detector", images),
         ("pose, MediaPipe (per crop)", "pose", crops),
@@ -269,28 +278,33 @@ def bench_pool(models: dict[str, ModelBackend], images: list[np.ndarray], crops:
     measured = PoolResult(workers, chain_detector, decode_workers, [])
     print(f"\nworker pool: {workers} processes (spawn, one thread each, models loaded once per worker) vs one "
           f"process; {os.cpu_count()} CPUs, load average {_loadavg()} before")
-    print(f"{'stage':<44} {'items':>5} {'1 thread/s':>10} {'1 proc/s':>9} {'pool/s':>8} {'ratio':>6} "
-          f"{'vs 1 thr':>8} {'start-up':>9} {'per worker/s':>13} {'16 cores (model)/s':>19}")
+    print(f"{'stage':<44} {'items':>5} {'1 thread/s':>10} {'1 proc/s':>9} {'pickled/s':>9} {'pool/s':>8} "
+          f"{'ratio':>6} {'vs 1 thr':>8} {'start-up':>9} {'per worker/s':>13} {'16 cores (model)/s':>19}")
     single_threaded: dict[str, ModelBackend] = {}
     try:
         for name, key, inputs in stages:
             model = models[key]
             model.predict(inputs[:1])
-            single = _rate(model, inputs, batch)
+            single = _rate(model, inputs, batch, repeat)
             single_threaded[key] = one_thread_model(model, key)
             with OneThread():
                 single_threaded[key].predict(inputs[:1])
-                measured.one_thread[name] = _rate(single_threaded[key], inputs, batch)
+                measured.one_thread[name] = _rate(single_threaded[key], inputs, batch, repeat)
+            options = {"threads": 1} if key == "ocr" else None
+            with PooledModel(model, workers, worker_options=options, transport="pickle").load() as pickled_pool:
+                pickled_pool.predict(inputs[:workers * 4])  # every worker spawned and its model loaded
+                pickled = _rate(pickled_pool, inputs, batch, repeat)
             started = time.perf_counter()
-            pool = PooledModel(model, workers, worker_options={"threads": 1} if key == "ocr" else None).load()
-            pool.predict(inputs[:workers] * 2)  # every worker spawned and its model loaded
+            pool = PooledModel(model, workers, worker_options=options).load()
+            pool.predict(inputs[:workers * 4])
             startup = time.perf_counter() - started
-            pooled = _rate(pool, inputs, batch)
+            pooled = _rate(pool, inputs, batch, repeat)
             pools[key] = pool
-            measured.stages.append((name, len(inputs), single, pooled, startup))
+            measured.stages.append((name, len(inputs), single, pooled, startup, pickled))
             one = measured.one_thread[name]
-            print(f"{name:<44} {len(inputs):>5} {one:>10.1f} {single:>9.1f} {pooled:>8.1f} {pooled / single:>5.2f}x "
-                  f"{pooled / one:>7.2f}x {startup:>8.1f}s {pooled / workers:>13.1f} {pooled / workers * 16:>19.1f}")
+            print(f"{name:<44} {len(inputs):>5} {one:>10.1f} {single:>9.1f} {pickled:>9.1f} {pooled:>8.1f} "
+                  f"{pooled / single:>5.2f}x {pooled / one:>7.2f}x {startup:>8.1f}s {pooled / workers:>13.1f} "
+                  f"{pooled / workers * 16:>19.1f}")
         chain_single = {**models, "detector": models["yolo" if chain_detector == "yolo" else "detector"]}
         chain_one = {**chain_single, **{k: v for k, v in single_threaded.items()
                                         if k != "detector" or chain_detector != "yolo"}}
@@ -326,8 +340,9 @@ def pool_rows(label: str, measured: PoolResult) -> list[tuple[str, str, str]]:
 
     rows = [(f"{label}: {name} ({items} items), worker pool of {w} processes",
              f"pool {pooled:.1f} img/s (start-up {startup:.1f} s; 16 cores modelled {pooled / w * 16:,.1f} img/s)",
-             f"one process {single:.1f} img/s ({pooled / single:.2f}×){one(name, pooled)}")
-            for name, items, single, pooled, startup in measured.stages]
+             f"one process {single:.1f} img/s ({pooled / single:.2f}×){one(name, pooled)}; same pool with "
+             f"arrays pickled, not shared {pickled:.1f} img/s ({pooled / pickled:.2f}×)")
+            for name, items, single, pooled, startup, pickled in measured.stages]
     rows.append((f"{label}: whole chain from JPEG files ({measured.chain_detector} detector, decode on "
                  f"{_threads(measured.decode_workers)}), every CPU model in a worker pool of {w} processes",
                  f"pool {measured.chain_pooled:.2f} img/s (16 cores modelled {measured.chain_pooled / w * 16:.1f} "
@@ -347,6 +362,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="worker processes for the pool comparison (0: skip it; the assets use one per core)")
     parser.add_argument("--pool-only", action="store_true", help="with --workers: only the pool comparison")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="passes per pool-comparison stage rate (the median is reported)")
     parser.add_argument("--yolo", type=Path, default=None, help="YOLO weights (.pt/.onnx); default random yolov8s")
     parser.add_argument("--arcface", type=Path, default=None, help="w600k_r50.onnx (optional)")
     parser.add_argument("--chain-detector", choices=["yolo", "mediapipe"], default=None,
@@ -386,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             paths = write_jpegs(images, Path(tmp))
             pooled = bench_pool(models, images, crops, paths, args.batch, args.workers, args.decode_workers,
-                                chain_detector)
+                                chain_detector, args.repeat)
         if args.record:
             record("vision", pool_rows(f"{label} (--pool-only)", pooled), note=note, argv=argv)
         return
@@ -428,7 +445,7 @@ def main(argv: list[str] | None = None) -> None:
         pooled = None
         if args.workers >= 2:
             pooled = bench_pool(models, images, crops, paths, args.batch, args.workers, args.decode_workers,
-                                chain_detector)
+                                chain_detector, args.repeat)
     _, py_peak = tracemalloc.get_traced_memory()
     print(f"\nwhole chain ({chain_detector} detector) from JPEG files (decode on {args.decode_workers} threads, "
           f"batch {args.batch}): "

@@ -33,11 +33,18 @@ GPU_POOL = "gpu"
 # GPU nodes through the ``dagster-k8s/config`` op tag; other executors ignore the tag. Node label and
 # taint are the NVIDIA GPU operator's defaults plus our pool label (deploy/k8s/README: label your nodes).
 K8S_NODE_POOL_LABEL = "creatorlens.io/node-pool"
+# The same steps run their CPU models on a worker pool fed through /dev/shm (gpu_ops.pool): a pod's own
+# /dev/shm is 64 MiB, so they mount a memory-backed one (counted against the pod's memory limit).
+K8S_SHM_SIZE = "2Gi"
 GPU_K8S_CONFIG = {
-    "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}},
+    "container_config": {
+        "resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}},
+        "volume_mounts": [{"name": "dshm", "mount_path": "/dev/shm"}],
+    },
     "pod_spec_config": {
         "node_selector": {K8S_NODE_POOL_LABEL: "gpu"},
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "volumes": [{"name": "dshm", "empty_dir": {"medium": "Memory", "size_limit": K8S_SHM_SIZE}}],
     },
 }
 # Stage assets read ``context.partition_key``: a backfill must give every batch its own run.

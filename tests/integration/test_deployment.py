@@ -188,3 +188,11 @@ def test_the_review_app_serves_the_same_warehouse_and_blob_store_as_the_pipeline
     assert env["DATABASE_URL"] == _env(cpu)["DATABASE_URL"]
     assert f"creatorlens-state:{env['CREATORLENS_STATE_DIR']}" in app["volumes"]
     assert any(p.endswith(":8000") for p in app["ports"])
+
+
+def test_run_containers_get_room_in_dev_shm_for_the_vision_pool():
+    """The vision steps' worker pool passes images through /dev/shm (gpu_ops.pool); Docker gives a container
+    64 MB, less than one batch of photos, and the pool would fall back to pickling."""
+    size = PROD["run_launcher"]["config"]["container_kwargs"]["shm_size"]
+    host_config = docker.types.HostConfig(version="1.41", shm_size=size)  # what docker-py sends
+    assert host_config["ShmSize"] >= 1 << 30

@@ -153,7 +153,11 @@ def test_gpu_step_pods_ask_for_a_gpu_on_gpu_nodes_and_cpu_steps_stay_on_cpu_node
     assert container.resources.requests["cpu"] == "1"  # the executor's defaults survive the merge
     assert gpu.node_selector == {K8S_NODE_POOL_LABEL: "gpu"}
     assert [(t.key, t.operator, t.effect) for t in gpu.tolerations] == [("nvidia.com/gpu", "Exists", "NoSchedule")]
-    assert [m.mount_path for m in container.volume_mounts] == ["/data/creatorlens"]  # from the launcher
+    mounts = {m.mount_path: m.name for m in container.volume_mounts}
+    assert set(mounts) == {"/data/creatorlens", "/dev/shm"}  # the launcher's, and the pool's shared memory
+    volumes = {v.name: v for v in gpu.volumes}
+    assert volumes[mounts["/dev/shm"]].empty_dir.medium == "Memory"
+    assert volumes[mounts["/data/creatorlens"]].persistent_volume_claim.claim_name == "creatorlens-state"
     assert {e.name: e.value for e in container.env}["DAGSTER_HOME"] == "/opt/dagster/home"
 
     cpu = _step_job(launcher, step_tags["creators/tags"][0], "creators__tags")
