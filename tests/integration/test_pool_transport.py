@@ -35,7 +35,9 @@ def _digest(a: np.ndarray) -> str:
 
 
 def _segments() -> set[str]:
-    return {p.name for p in SHM.iterdir()} if SHM.is_dir() else set()
+    """Shared-memory blocks now in /dev/shm (multiprocessing names them ``psm_…``; its semaphores
+    ``sem.…`` come and go with every pool and are not ours to count)."""
+    return {p.name for p in SHM.glob("psm_*")}
 
 
 def _alive(pid: int) -> bool:
