@@ -146,7 +146,7 @@ def _predict_shared(name: str, slots: list[ArraySlot]) -> list[Any]:
     try:
         return _WORKER_MODEL.predict(views)
     finally:
-        del views, buf  # the results were built from copies; the block's mapping stays for the next chunk
+        del views, buf  # results go back pickled (copies); the block stays mapped for the next chunk
 
 
 def _shareable(items: Sequence[Any]) -> bool:
@@ -154,8 +154,7 @@ def _shareable(items: Sequence[Any]) -> bool:
 
 
 class _SharedBlock:
-    """One shared-memory block the parent writes a batch's arrays into, for the workers to read in place
-    (a pickled 640 px photo costs ~1 ms to pickle, pipe and unpickle: as much as a MediaPipe face pass).
+    """One shared-memory block the parent writes a batch's arrays into, for the workers to read in place.
     Grown by replacing it; space is reserved up front (``posix_fallocate``), so a full ``/dev/shm``
     (Docker's default is 64 MB) is an ``OSError`` here, where the caller falls back to pickling, never a
     SIGBUS on write. Unlinked on :meth:`close`; after a ``kill -9`` the multiprocessing resource
